@@ -27,3 +27,7 @@ class TrainingDiverged(GanforgeError):
 
 class MissingDependency(GanforgeError):
     """An optional package or weights file is needed for this feature."""
+
+
+class ImageTooSmall(DataError):
+    """An image is smaller than the size a model is trained at."""

