@@ -292,19 +292,20 @@ class Trainer:
                 f"training diverged: the {', '.join(bad) or 'other process'} loss became NaN or "
                 f"infinite by step {step}; {kept}; try a lower --lr or --precision fp32")
 
-    def fit(self) -> TrainResult:
-        """Train until ``train.steps``; returns the final step, time and throughput."""
+    def fit(self, until: int | None = None) -> TrainResult:
+        """Train until ``train.steps`` (or stop early after step ``until``, as an interrupted
+        run would); returns the final step, time and throughput."""
         self._setup()
         tc = self.train_config
         try:
-            return self._fit(tc)
+            return self._fit(tc, min(until or tc.steps, tc.steps))
         finally:
             if self.group.is_main and hasattr(self, "writer"):
                 self.writer.close()
                 self.scalars.close()
             dist_utils.shutdown(self.group)
 
-    def _fit(self, tc: TrainConfig) -> TrainResult:
+    def _fit(self, tc: TrainConfig, until: int) -> TrainResult:
         bar = tqdm(total=tc.steps, initial=self.step, disable=not (tc.progress and
                                                                   self.group.is_main),
                    desc=f"{self.family_cls.name}", unit="step", dynamic_ncols=True)
@@ -312,7 +313,7 @@ class Trainer:
         start_time, start_step = time.perf_counter(), self.step
         window_time, window_step = start_time, self.step
         losses: dict[str, float] = {}
-        if self.step >= tc.steps:
+        if self.step >= until:
             bar.close()
             return TrainResult(self.run_dir, self.step, 0.0, 0.0, losses)
         for step, batch in self._batches():
@@ -333,7 +334,7 @@ class Trainer:
             if done % tc.checkpoint_every == 0 or done == tc.steps:
                 self._check_finite(done)
                 self._save(done)
-            if done >= tc.steps:
+            if done >= until:
                 break
         bar.close()
         seconds = time.perf_counter() - start_time
@@ -388,6 +389,7 @@ class Trainer:
                        {name: ema.shadow for name, ema in self.ema.items()}, step)
 
 
-def train(run_config: RunConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:
+def train(run_config: RunConfig, run_dir: str | Path, resume: bool = False,
+          until: int | None = None) -> TrainResult:
     """Train ``run_config`` into ``run_dir`` (or continue it with ``resume=True``)."""
-    return Trainer(run_config, run_dir, resume).fit()
+    return Trainer(run_config, run_dir, resume).fit(until)

@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny synthetic domains and configs that train in seconds on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganforge.config import RunConfig
+from ganforge.data.synthetic import write_shape_domains
+
+torch.set_num_threads(2)
+
+TINY_MODEL = {"generator_blocks": 1, "generator_channels": 8, "discriminator_channels": 8,
+              "discriminator_layers": 2, "pool_size": 4}
+
+
+@pytest.fixture(scope="session")
+def shapes16(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """24 paired 16 px images in a/ and b/."""
+    return write_shape_domains(tmp_path_factory.mktemp("shapes16"), count=24, size=16, seed=0)
+
+
+def tiny_config(domains: tuple[Path, Path], **train: object) -> RunConfig:
+    """A CycleGAN run config small enough for unit tests."""
+    train_values = {"steps": 6, "batch_size": 2, "log_every": 2, "sample_every": 3,
+                    "checkpoint_every": 3, "progress": False, "seed": 0, **train}
+    return RunConfig(family="cyclegan", model=dict(TINY_MODEL),
+                     data={"domain_a": str(domains[0]), "domain_b": str(domains[1]), "size": 16},
+                     train=train_values)
