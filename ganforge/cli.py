@@ -135,7 +135,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
             meta = PngInfo()
             for key, value in {"source": str(path), "model": pipe.name,
                                "direction": args.direction,
-                               "ganforge_version": ganforge.__version__}.items():
+                               "version": ganforge.__version__}.items():
                 meta.add_text(f"ganforge:{key}", value)
             image.save(out / f"{name}.png", pnginfo=meta)
             written += 1

@@ -18,6 +18,8 @@ import torch
 from ganforge.errors import CheckpointError
 
 CHECKPOINT_FORMAT = "ganforge-checkpoint-v1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
@@ -27,6 +29,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
     try:
         write(Path(tmp))
         with open(tmp, "rb+") as fh:
