@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -99,6 +100,14 @@ def lr_factor(step: int, total: int, decay_start: float) -> float:
     return max(0.0, 1.0 - (step - start) / (total - start))
 
 
+def split_batch(value: Any, parts: int) -> list[Any]:
+    """Split a batch entry (a tensor or a list such as captions) into ``parts`` micro-batches."""
+    if isinstance(value, torch.Tensor):
+        return list(value.chunk(parts))
+    size = len(value) // parts
+    return [value[i * size:(i + 1) * size] for i in range(parts)]
+
+
 class _Optimization:
     """The loop's side of ``models.base.Optimization``."""
 
@@ -153,7 +162,7 @@ class Trainer:
             raise ConfigError(f"run folder {self.run_dir} already holds a run; continue it with "
                               f"--resume {self.run_dir} or choose another --out")
 
-    def _setup(self) -> None:
+    def setup(self) -> None:
         tc = self.train_config
         probe = resolve_device(tc.device)
         self.group = dist_utils.init_from_env(probe.type)
@@ -200,7 +209,11 @@ class Trainer:
         if self.group.is_main:
             self._open_logs()
 
-    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+    def _to_device(self, tensor: Any) -> Any:
+        """Tensors move to the device (channels_last for images); other values (captions)
+        pass through."""
+        if not isinstance(tensor, torch.Tensor):
+            return tensor
         tensor = tensor.to(self.device, non_blocking=True)
         if self.channels_last and tensor.ndim == 4:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
@@ -254,7 +267,7 @@ class Trainer:
         set_rng_state(mine["rng"])
 
     # --------------------------------------------------------------- the loop
-    def _batches(self) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    def batches(self) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
         """Batches from ``self.step`` on; the order depends only on seed, epoch and step."""
         bs, epoch_seen, order = self.train_config.batch_size, -1, torch.empty(0)
         step = self.step
@@ -267,10 +280,10 @@ class Trainer:
             yield step, {k: self._to_device(v) for k, v in batch.items()}
             step += 1
 
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         accum = self.train_config.grad_accum
         micro = [dict(zip(batch, parts, strict=True))
-                 for parts in zip(*(v.chunk(accum) for v in batch.values()), strict=True)]
+                 for parts in zip(*(split_batch(v, accum) for v in batch.values()), strict=True)]
         totals: dict[str, torch.Tensor] = {}
         for i, mb in enumerate(micro):
             self.opt.last_micro = i == len(micro) - 1
@@ -295,7 +308,7 @@ class Trainer:
     def fit(self, until: int | None = None) -> TrainResult:
         """Train until ``train.steps`` (or stop early after step ``until``, as an interrupted
         run would); returns the final step, time and throughput."""
-        self._setup()
+        self.setup()
         tc = self.train_config
         try:
             return self._fit(tc, min(until or tc.steps, tc.steps))
@@ -308,7 +321,8 @@ class Trainer:
     def _fit(self, tc: TrainConfig, until: int) -> TrainResult:
         bar = tqdm(total=tc.steps, initial=self.step, disable=not (tc.progress and
                                                                   self.group.is_main),
-                   desc=f"{self.family_cls.name}", unit="step", dynamic_ncols=True)
+                   desc=f"{self.family_cls.name}", unit="step", dynamic_ncols=True,
+                   mininterval=0.1 if sys.stderr.isatty() else 30.0)
         images_per_step = tc.batch_size * self.group.world
         start_time, start_step = time.perf_counter(), self.step
         window_time, window_step = start_time, self.step
@@ -316,8 +330,8 @@ class Trainer:
         if self.step >= until:
             bar.close()
             return TrainResult(self.run_dir, self.step, 0.0, 0.0, losses)
-        for step, batch in self._batches():
-            loss_tensors = self._train_step(batch)
+        for step, batch in self.batches():
+            loss_tensors = self.train_step(batch)
             self.step = done = step + 1
             bar.update(1)
             if done % tc.log_every == 0 or done == tc.steps:
