@@ -23,13 +23,15 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str,
+                          defaults: dict[str, Any] | None = None) -> None:
     """One option per field of dataclass ``cls``; defaults are suppressed so that only what
-    the user typed reaches the namespace."""
+    the user typed reaches the namespace (``defaults`` only changes what help shows)."""
     group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
         kind = field_type(cls, f.name)
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        default = (defaults or {}).get(f.name, f.default)
+        help_text = f"{f.metadata.get('help', '')} (default: {default})"
         if kind is bool:
             group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
@@ -78,7 +80,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             family=family.name,
             model=to_dict(from_dict(family.ModelConfig, _pick(given, family.ModelConfig))),
             data=to_dict(from_dict(family.DataConfig, _pick(given, family.DataConfig))),
-            train=to_dict(from_dict(TrainConfig, _pick(given, TrainConfig))),
+            train=to_dict(from_dict(TrainConfig, {**family.train_defaults,
+                                                  **_pick(given, TrainConfig)})),
         )
     result = train(config, run_dir, resume=bool(args.resume))
     print(f"trained {family.name} to step {result.step} in {result.seconds:.1f} s "
@@ -234,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
         add_dataclass_options(p, family.DataConfig, "data")
         add_dataclass_options(p, family.ModelConfig, "model")
-        add_dataclass_options(p, TrainConfig, "training loop")
+        add_dataclass_options(p, TrainConfig, "training loop", family.train_defaults)
         p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("translate", help="translate images with a trained image-to-image model")

@@ -38,8 +38,12 @@ class Family(ABC):
     task: ClassVar[str]  # the pipeline that serves it, e.g. "image-to-image"
     ModelConfig: ClassVar[type]
     DataConfig: ClassVar[type]
-    #: networks with EMA copies; these are what samples and exported pipelines use
+    #: networks with EMA copies (those the family builds); samples and pipelines use them
     ema_networks: ClassVar[tuple[str, ...]] = ()
+    #: networks the loop may wrap in torch.compile (None = all of them)
+    compile_networks: ClassVar[tuple[str, ...] | None] = None
+    #: training-loop defaults that suit the family (the user's options still win)
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, model_config: Any):
         self.config = model_config
@@ -54,16 +58,15 @@ class Family(ABC):
     def build_inference(cls, model_config: Any) -> dict[str, nn.Module]:
         """Only the networks an exported pipeline needs (by default the EMA'd ones)."""
         nets = cls.build(model_config)
-        return {name: nets[name] for name in cls.ema_networks}
+        return {name: nets[name] for name in cls.ema_networks if name in nets}
 
     @classmethod
     def pipeline_info(cls, model_config: Any, data_config: Any) -> dict[str, Any]:
         """Extra settings an exported pipeline needs (image size, directions, ...)."""
         return {}
 
-    @staticmethod
     @abstractmethod
-    def load_data(data_config: Any, seed: int) -> TrainData:
+    def load_data(self, data_config: Any, seed: int) -> TrainData:
         """Read and check the training data named by ``data_config``."""
 
     @abstractmethod

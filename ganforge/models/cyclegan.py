@@ -160,8 +160,7 @@ class CycleGAN(Family):
         return {"size": data_config.size, "background": data_config.background,
                 "directions": {"a2b": "g_ab", "b2a": "g_ba"}}
 
-    @staticmethod
-    def load_data(data_config: UnpairedDataConfig, seed: int) -> UnpairedImages:
+    def load_data(self, data_config: UnpairedDataConfig, seed: int) -> UnpairedImages:
         background = parse_color(data_config.background)
         folders = [ImageFolder.load(path, data_config.size, background,
                                     data_config.allow_upscale)

@@ -179,18 +179,20 @@ class Trainer:
         if self.channels_last:
             nets.to(memory_format=torch.channels_last)
         dist_utils.broadcast_parameters(nets.values(), self.group)
-        self.ema = {name: EMA(nets[name], tc.ema_decay) for name in self.family_cls.ema_networks}
+        self.ema = {name: EMA(nets[name], tc.ema_decay) for name in self.family_cls.ema_networks
+                    if name in nets}
         self.optimizers = self.family.optimizers()
         self.schedulers = {
             name: torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: lr_factor(s, tc.steps, tc.lr_decay_start))
             for name, opt in self.optimizers.items()}
-        self.step_nets = ({n: torch.compile(m) for n, m in nets.items()} if tc.compile
-                          else dict(nets.items()))
+        compiled = self.family_cls.compile_networks
+        self.step_nets = {n: torch.compile(m) if tc.compile and (compiled is None or n in compiled)
+                          else m for n, m in nets.items()}
         self.opt = _Optimization(self.optimizers, self.group, self.device, self.bf16,
                                  tc.grad_accum)
 
-        self.data: TrainData = self.family_cls.load_data(self.data_config, tc.seed)
+        self.data: TrainData = self.family.load_data(self.data_config, tc.seed)
         self.sampler = DistributedSampler(range(len(self.data)), num_replicas=self.group.world,
                                           rank=self.group.rank, shuffle=True, seed=tc.seed,
                                           drop_last=True)
