@@ -108,16 +108,14 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
 
 def cmd_translate(args: argparse.Namespace) -> int:
     import torch
-    from PIL.PngImagePlugin import PngInfo
 
-    import ganforge
     from ganforge.data.images import to_pil
     from ganforge.pipelines import ImageToImagePipeline
+    from ganforge.provenance.metadata import save_png
 
     pipe = ImageToImagePipeline.from_pretrained(args.model, device=args.device)
     sources = expand_inputs(args.inputs)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     written, skipped, used = 0, 0, set()
     for start in range(0, len(sources), args.batch_size):
         batch = []
@@ -135,17 +133,53 @@ def cmd_translate(args: argparse.Namespace) -> int:
             while name in used:
                 name += "_"
             used.add(name)
-            meta = PngInfo()
-            for key, value in {"source": str(path), "model": pipe.name,
-                               "direction": args.direction,
-                               "version": ganforge.__version__}.items():
-                meta.add_text(f"ganforge:{key}", value)
-            image.save(out / f"{name}.png", pnginfo=meta)
+            save_png(image, out / f"{name}.png", {"source": path, "model": pipe.name,
+                                                  "direction": args.direction})
             written += 1
     if written == 0:
         raise DataError(f"none of the {len(sources)} input image(s) could be read")
     print(f"translated {written} image(s) {args.direction} into {out}"
           + (f"; skipped {skipped} unreadable file(s)" if skipped else ""))
+    return 0
+
+
+# -------------------------------------------------------------------------- generate
+def _slug(text: str, limit: int = 40) -> str:
+    slug = "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
+    return "-".join(filter(None, slug.split("-")))[:limit] or "prompt"
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from ganforge.data.images import image_grid, pil_to_float
+    from ganforge.pipelines import DEFAULT_MODEL, TextToImagePipeline
+    from ganforge.provenance.metadata import save_png
+    from ganforge.text import check_prompts
+
+    prompts = check_prompts(args.prompts)
+    pipe = TextToImagePipeline.from_pretrained(args.model or DEFAULT_MODEL, device=args.device)
+    out = Path(args.out)
+    fields = {"model": pipe.name if args.model else "ganforge default (text2image-emoji-64)",
+              "seed": args.seed, "truncation": args.truncation}
+    if args.interpolate_to is not None:
+        images = pipe.interpolate(prompts[0], args.interpolate_to, args.steps, args.seed,
+                                  args.truncation)
+        for i, image in enumerate(images):
+            save_png(image, out / f"interp_{i:03d}.png",
+                     {**fields, "prompt": prompts[0], "prompt_to": args.interpolate_to,
+                      "weight": f"{i / (len(images) - 1):.3f}"})
+        grid_rows = [images]
+    else:
+        images = pipe(prompts, num_images=args.num_images, seed=args.seed,
+                      truncation=args.truncation)
+        grid_rows = []
+        for p, prompt in enumerate(prompts):
+            row = images[p * args.num_images:(p + 1) * args.num_images]
+            for j, image in enumerate(row):
+                save_png(image, out / f"{_slug(prompt)}_s{args.seed}_{j:03d}.png",
+                         {**fields, "prompt": prompt, "index": j})
+            grid_rows.append(row)
+    image_grid([pil_to_float(row) for row in grid_rows]).save(out / "grid.png")
+    print(f"wrote {len(images)} image(s) and grid.png to {out}")
     return 0
 
 
@@ -239,6 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
         add_dataclass_options(p, family.ModelConfig, "model")
         add_dataclass_options(p, TrainConfig, "training loop", family.train_defaults)
         p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("generate", help="images from a text prompt")
+    p.add_argument("prompts", nargs="+", metavar="PROMPT")
+    p.add_argument("-n", "--num-images", type=int, default=4, help="images per prompt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--truncation", type=float, default=None,
+                   help="truncate the noise to [-T, T]: safer, less varied images")
+    p.add_argument("--interpolate-to", metavar="PROMPT",
+                   help="walk from the (first) prompt to this one")
+    p.add_argument("--steps", type=int, default=8, help="images along the interpolation")
+    p.add_argument("--model", help="run folder or saved model (default: the shipped emoji model)")
+    p.add_argument("--out", default="generated")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler=cmd_generate)
 
     p = sub.add_parser("translate", help="translate images with a trained image-to-image model")
     p.add_argument("inputs", nargs="+", help="image files or folders")

@@ -107,6 +107,11 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy()) for a in arr]
 
 
+def pil_to_float(images: Sequence[Image.Image]) -> torch.Tensor:
+    """PIL RGB images of one size -> float [B, 3, H, W] in [-1, 1]."""
+    return uint8_to_float(torch.stack([to_tensor(im.convert("RGB")) for im in images]))
+
+
 def uint8_to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 images [B, 3, H, W] -> float [B, 3, H, W] in [-1, 1]."""
     return images.float().div(127.5).sub(1.0)

@@ -25,15 +25,21 @@ def draw_shapes(layout: Layout, size: int, domain: str) -> Image.Image:
     background, colours = SCHEMES[domain]
     im = Image.new("RGB", (size, size), background)
     draw = ImageDraw.Draw(im)
-    for shape, colour, (x0, y0, x1, y1) in layout:
-        fill = colours[colour]
-        if shape == "circle":
-            draw.ellipse((x0, y0, x1, y1), fill=fill)
-        elif shape == "square":
-            draw.rectangle((x0, y0, x1, y1), fill=fill)
-        else:
-            draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
+    for shape, colour, box in layout:
+        draw_shape(draw, shape, box, colours[colour])
     return im
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int],
+               fill: tuple[int, int, int]) -> None:
+    """Draw a circle, square or (upward) triangle filling ``box``."""
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    else:
+        draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
 
 
 def random_layout(rng: random.Random, size: int) -> Layout:
@@ -63,3 +69,32 @@ def write_shape_domains(out: str | Path, count: int = 200, size: int = 32, seed:
         for domain, folder in zip("ab", folders, strict=True):
             draw_shapes(layout, size, domain).save(folder / f"shape_{i:05d}.png")
     return folders
+
+
+CAPTION_COLOURS = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220),
+                   "yellow": (240, 200, 20)}
+
+
+def write_captioned_shapes(out: str | Path, count: int = 200, size: int = 16, seed: int = 0
+                           ) -> Path:
+    """Write ``count`` images of one coloured shape on white with captions such as
+    "a red circle" to OUT/images and OUT/captions.jsonl; return the captions file."""
+    import json
+
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        colour, shape = rng.choice(list(CAPTION_COLOURS)), rng.choice(SHAPES)
+        extent = rng.randint(size // 2, size * 3 // 4)
+        x0, y0 = rng.randint(0, size - extent), rng.randint(0, size - extent)
+        im = Image.new("RGB", (size, size), (255, 255, 255))
+        draw_shape(ImageDraw.Draw(im), shape, (x0, y0, x0 + extent - 1, y0 + extent - 1),
+                   CAPTION_COLOURS[colour])
+        name = f"images/{i:05d}.png"
+        im.save(out / name)
+        rows.append({"image": name, "caption": f"a {colour} {shape}"})
+    captions = out / "captions.jsonl"
+    captions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return captions

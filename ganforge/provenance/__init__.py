@@ -1,0 +1,1 @@
+"""Authenticity: provenance metadata written into every image ganforge produces."""

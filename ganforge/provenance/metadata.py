@@ -1,0 +1,32 @@
+"""PNG text metadata naming how an image was made (prompt, seed, model, ganforge version)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+import ganforge
+
+PREFIX = "ganforge:"
+
+
+def save_png(image: Image.Image, path: str | Path, fields: dict[str, Any]) -> Path:
+    """Save ``image`` as PNG with ``fields`` (and the ganforge version) as text chunks."""
+    info = PngInfo()
+    for key, value in {**fields, "version": ganforge.__version__}.items():
+        if value is not None:
+            info.add_itxt(f"{PREFIX}{key}", str(value))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG", pnginfo=info)
+    return path
+
+
+def read_png_metadata(path: str | Path) -> dict[str, str]:
+    """The ganforge fields of a PNG written by :func:`save_png` (empty when there are none)."""
+    with Image.open(path) as im:
+        text = getattr(im, "text", {}) or {}
+    return {k[len(PREFIX):]: v for k, v in text.items() if k.startswith(PREFIX)}
