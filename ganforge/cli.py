@@ -258,7 +258,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     """The whole command-line interface."""
-    from ganforge.models import FAMILIES
+    from ganforge.models import ALIASES, FAMILIES
 
     parser = argparse.ArgumentParser(prog="ganforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -266,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="train a model family on your images")
     families = p_train.add_subparsers(dest="family", required=True)
     for name, family in FAMILIES.items():
-        p = families.add_parser(name, help=(family.__doc__ or "").splitlines()[0])
+        aliases = [alias for alias, target in ALIASES.items() if target == name]
+        p = families.add_parser(name, aliases=aliases,
+                                help=(family.__doc__ or "").splitlines()[0])
         p.add_argument("--out", help="run folder to create")
         p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
         add_dataclass_options(p, family.DataConfig, "data")

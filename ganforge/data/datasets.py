@@ -7,7 +7,7 @@ which is what makes resuming exact. The loop draws indices with a DistributedSam
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -19,11 +19,11 @@ class TrainData(Protocol):
 
     def __len__(self) -> int: ...
 
-    def batch(self, indices: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
-        """Tensors of one batch for the given sample indices of the given epoch."""
+    def batch(self, indices: torch.Tensor, epoch: int) -> dict[str, Any]:
+        """One batch (tensors, or lists such as captions) for the given sample indices."""
         ...
 
-    def preview(self, count: int) -> dict[str, torch.Tensor]:
+    def preview(self, count: int) -> dict[str, Any]:
         """A fixed batch shown in every sample grid."""
         ...
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 from ganforge.errors import ConfigError
 from ganforge.models.base import Family
 from ganforge.models.cyclegan import CycleGAN
+from ganforge.models.dfgan import DFGAN
 
-FAMILIES: dict[str, type[Family]] = {family.name: family for family in (CycleGAN,)}
+FAMILIES: dict[str, type[Family]] = {family.name: family for family in (CycleGAN, DFGAN)}
+#: names a user may type for a family: the task it serves
+ALIASES = {"text2image": "dfgan"}
 
 
 def get_family(name: str) -> type[Family]:
     """The family class registered under ``name``."""
     try:
-        return FAMILIES[name]
+        return FAMILIES[ALIASES.get(name, name)]
     except KeyError:
         raise ConfigError(
             f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}"

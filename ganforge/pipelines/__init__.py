@@ -2,5 +2,7 @@
 
 from ganforge.pipelines.base import Pipeline, read_pipeline_config
 from ganforge.pipelines.image_to_image import ImageToImagePipeline
+from ganforge.pipelines.text_to_image import DEFAULT_MODEL, TextToImagePipeline
 
-__all__ = ["ImageToImagePipeline", "Pipeline", "read_pipeline_config"]
+__all__ = ["DEFAULT_MODEL", "ImageToImagePipeline", "Pipeline", "TextToImagePipeline",
+           "read_pipeline_config"]

@@ -1,0 +1,374 @@
+"""Text-to-image GAN in the DF-GAN school (Tao et al. 2022), one stage.
+
+Generator: noise -> 4x4 features -> up-sampling blocks whose features are scaled and shifted
+by the sentence embedding (with the noise) at every block: deep text-image fusion.
+Critic: image features down to 4x4, joined with the sentence embedding, one score judging
+realism and text match together. Hinge loss; the matching-aware gradient penalty (MA-GP)
+on real images with their own captions; real images with another image's caption count as
+fake; DiffAugment on everything the critic sees; EMA generator for sampling.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganforge.config import option
+from ganforge.data.captions import CaptionedImages
+from ganforge.data.images import check_size, parse_color
+from ganforge.errors import ConfigError
+from ganforge.models.base import Family, Optimization
+from ganforge.nn.augment import POLICIES, diff_augment
+from ganforge.nn.blocks import set_requires_grad
+from ganforge.text import TextEncoder, build_text_encoder
+
+MINILM_DIM = 384  # all-MiniLM-L6-v2 sentence embeddings
+
+
+@dataclass
+class DFGANConfig:
+    """Networks, text encoder and losses of the text-to-image GAN."""
+
+    size: int = option(64, "image size: a power of two from 16 to 256")
+    noise_dim: int = option(100, "length of the noise vector")
+    generator_channels: int = option(32, "base channel count of the generator (ngf)")
+    discriminator_channels: int = option(32, "base channel count of the critic (ndf)")
+    text_encoder: str = option("tiny", "tiny (trainable transformer) or minilm (frozen, "
+                               "needs ganforge[minilm])")
+    text_dim: int = option(256, "width of the tiny text encoder")
+    text_layers: int = option(4, "layers of the tiny text encoder")
+    max_tokens: int = option(64, "longest prompt the tiny encoder reads, in UTF-8 bytes")
+    augment: str = option("color,translation,cutout", "DiffAugment policy ('' = none)")
+    gp_weight: float = option(2.0, "weight of the matching-aware gradient penalty")
+    match_weight: float = option(1.0, "weight of the image-text contrastive loss on the "
+                                 "critic's features (trains the text encoder; 0 = off)")
+    gp_power: float = option(6.0, "power of the gradient norm in the penalty")
+    lr_generator: float = option(1e-4, "Adam learning rate of the generator")
+    lr_discriminator: float = option(4e-4, "Adam learning rate of the critic and text encoder")
+    beta1: float = option(0.0, "Adam beta1")
+    beta2: float = option(0.9, "Adam beta2")
+
+    def validate(self) -> DFGANConfig:
+        """Check values; raise ConfigError naming the first bad one."""
+        check_size(self.size)
+        if self.size < 16 or self.size > 256 or self.size & (self.size - 1):
+            raise ConfigError(f"--size {self.size} is not supported by the text-to-image GAN: "
+                              "expected 16, 32, 64, 128 or 256")
+        for name in ("noise_dim", "generator_channels", "discriminator_channels", "text_dim",
+                     "text_layers", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.text_encoder not in ("tiny", "minilm"):
+            raise ConfigError(f"--text-encoder {self.text_encoder!r} is unknown; "
+                              "known: tiny, minilm")
+        unknown = [p for p in self.augment.split(",") if p.strip() and p.strip() not in POLICIES]
+        if unknown:
+            raise ConfigError(f"--augment has unknown policies {unknown}; "
+                              f"known: {', '.join(POLICIES)}")
+        return self
+
+    def text_encoder_config(self) -> dict[str, Any]:
+        """What ``build_text_encoder`` needs."""
+        if self.text_encoder == "minilm":
+            return {"kind": "minilm"}
+        heads = next(h for h in (4, 2, 1) if self.text_dim % h == 0)
+        return {"kind": "tiny", "dim": self.text_dim, "layers": self.text_layers,
+                "heads": heads, "max_tokens": self.max_tokens}
+
+
+@dataclass
+class CaptionsDataConfig:
+    """A captions file (JSONL or CSV) naming images and their captions."""
+
+    captions: str = option("", "JSONL or CSV file: an image path and captions per row")
+    image_template: str = option("", "build image paths from row fields, e.g. "
+                                 "'twitter/64/{id}.png'")
+    split: str = option("train", "keep rows whose 'split' column has this value ('' = all)")
+    background: str = option("white", "colour that transparent pixels are composited onto")
+    flip: bool = option(False, "random left-right flips (off: text may name a direction)")
+    allow_upscale: bool = option(False, "accept images smaller than --size by upscaling them")
+
+    def validate(self) -> CaptionsDataConfig:
+        """Check values; raise ConfigError naming the first bad one."""
+        if not self.captions:
+            raise ConfigError("--captions is required: a JSONL or CSV file of images and "
+                              "captions")
+        parse_color(self.background)
+        return self
+
+
+class Affine(nn.Module):
+    """Per-channel scale and shift predicted from the condition: x * gamma(c) + beta(c)."""
+
+    def __init__(self, cond_dim: int, channels: int):
+        super().__init__()
+        self.gamma = nn.Sequential(nn.Linear(cond_dim, channels), nn.ReLU(inplace=True),
+                                   nn.Linear(channels, channels))
+        self.beta = nn.Sequential(nn.Linear(cond_dim, channels), nn.ReLU(inplace=True),
+                                  nn.Linear(channels, channels))
+        nn.init.zeros_(self.gamma[2].weight)
+        nn.init.ones_(self.gamma[2].bias)
+        nn.init.zeros_(self.beta[2].weight)
+        nn.init.zeros_(self.beta[2].bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma(cond)[..., None, None] + self.beta(cond)[..., None, None]
+
+
+class FusionBlock(nn.Module):
+    """Two text-conditioned affine transforms, each followed by LeakyReLU."""
+
+    def __init__(self, cond_dim: int, channels: int):
+        super().__init__()
+        self.first, self.second = Affine(cond_dim, channels), Affine(cond_dim, channels)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.first(x, cond), 0.2)
+        return F.leaky_relu(self.second(x, cond), 0.2)
+
+
+class UpBlock(nn.Module):
+    """x2 nearest up-sampling, then fuse-conv-fuse-conv with a (1x1) shortcut."""
+
+    def __init__(self, cond_dim: int, in_ch: int, out_ch: int):
+        super().__init__()
+        self.fuse1, self.conv1 = FusionBlock(cond_dim, in_ch), nn.Conv2d(in_ch, out_ch, 3, 1, 1)
+        self.fuse2, self.conv2 = FusionBlock(cond_dim, out_ch), nn.Conv2d(out_ch, out_ch, 3, 1, 1)
+        self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        h = self.conv2(self.fuse2(self.conv1(self.fuse1(x, cond)), cond))
+        return self.shortcut(x) + h
+
+
+def _channel_plan(size: int, base: int) -> list[int]:
+    """Channels at 4x4, 8x8, ..., size: 8x base for most, then 4x, 2x, 1x at the top."""
+    stages = int(math.log2(size // 4))
+    mult = [8] * (stages + 1)
+    for i, m in enumerate((1, 2, 4)):
+        if stages - i >= 1:
+            mult[stages - i] = min(m, mult[stages - i])
+    return [base * m for m in mult]
+
+
+class TextToImageGenerator(nn.Module):
+    """(noise [B, Z], sentence [B, D]) -> images [B, 3, size, size] in [-1, 1]."""
+
+    def __init__(self, size: int, noise_dim: int, text_dim: int, channels: int):
+        super().__init__()
+        plan = _channel_plan(size, channels)
+        cond = noise_dim + text_dim
+        self.noise_dim = noise_dim
+        self.stem = nn.Linear(noise_dim, plan[0] * 16)
+        self.blocks = nn.ModuleList(UpBlock(cond, a, b) for a, b in itertools.pairwise(plan))
+        # linear output (clamped only for display): a tanh here saturates and stalls learning
+        self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(plan[-1], 3, 3, 1, 1))
+
+    def forward(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        cond = torch.cat([noise, sentence.to(noise.dtype)], dim=1)
+        x = self.stem(noise).view(noise.shape[0], -1, 4, 4)
+        for block in self.blocks:
+            x = block(x, cond)
+        return self.to_rgb(x)
+
+
+class DownBlock(nn.Module):
+    """Residual x2 down-sampling: conv4x4/2 + conv3x3, shortcut avg-pool (+1x1), learnt gain."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.residual = nn.Sequential(
+            nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False), nn.LeakyReLU(0.2, inplace=True))
+        self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.gain = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(self.shortcut(x), 2) + self.gain * self.residual(x)
+
+
+class TextImageCritic(nn.Module):
+    """Scores (images [B, 3, S, S], sentence [B, D]) -> [B]: high = real and matching."""
+
+    def __init__(self, size: int, text_dim: int, channels: int):
+        super().__init__()
+        plan = list(reversed(_channel_plan(size, channels)))
+        self.stem = nn.Conv2d(3, plan[0], 3, 1, 1)
+        self.blocks = nn.Sequential(*(DownBlock(a, b) for a, b in itertools.pairwise(plan)))
+        self.joint = nn.Sequential(
+            nn.Conv2d(plan[-1] + text_dim, channels * 2, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(channels * 2, 1, 4, 1, 0))
+
+        self.image_to_text = nn.Linear(plan[-1], text_dim)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Image features [B, C, 4, 4]."""
+        return self.blocks(self.stem(images))
+
+    def judge(self, features: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        """Scores [B] of image features with a sentence embedding [B, D]."""
+        text = sentence.to(features.dtype)[..., None, None].expand(-1, -1, 4, 4)
+        return self.joint(torch.cat([features, text], dim=1)).view(-1)
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """Image features projected into the sentence space [B, D] (for text matching)."""
+        return self.image_to_text(features.float().mean(dim=(2, 3)))
+
+    def forward(self, images: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        return self.judge(self.features(images), sentence)
+
+
+def contrastive_loss(image: torch.Tensor, text: torch.Tensor, captions: Sequence[str],
+                     temperature: float = 0.1) -> torch.Tensor:
+    """Symmetric InfoNCE between image [B, D] and text [B, D] embeddings (CLIP/DAMSM style);
+    pairs with the same caption all count as positives."""
+    image, text = F.normalize(image.float(), dim=1), F.normalize(text.float(), dim=1)
+    logits = image @ text.T / temperature
+    same = torch.tensor([[a == b for b in captions] for a in captions], device=logits.device)
+    target = same.float() / same.sum(dim=1, keepdim=True)
+    return 0.5 * (torch.sum(-target * logits.log_softmax(dim=1), dim=1).mean()
+                  + torch.sum(-target * logits.log_softmax(dim=0).T, dim=1).mean())
+
+
+class DFGAN(Family):
+    """Text-to-image GAN with deep text-image fusion and a matching-aware critic."""
+
+    name = "dfgan"
+    task = "text-to-image"
+    ModelConfig = DFGANConfig
+    DataConfig = CaptionsDataConfig
+    ema_networks = ("generator", "text_encoder")
+    compile_networks = ("generator", "discriminator")
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "batch_size": 32, "lr_decay_start": 1.0, "ema_decay": 0.999, "sample_every": 500,
+        "checkpoint_every": 1000, "num_samples": 8}
+
+    def __init__(self, model_config: DFGANConfig):
+        super().__init__(model_config)
+        self.frozen_text: TextEncoder | None = None
+        if "text_encoder" not in self.networks:
+            self.frozen_text = build_text_encoder(model_config.text_encoder_config())
+
+    @classmethod
+    def build(cls, model_config: DFGANConfig) -> dict[str, nn.Module]:
+        c = model_config
+        nets: dict[str, nn.Module] = {}
+        if c.text_encoder == "tiny":  # trained with the critic; a frozen one is not a network
+            nets["text_encoder"] = build_text_encoder(c.text_encoder_config())
+        text_dim = c.text_dim if c.text_encoder == "tiny" else MINILM_DIM
+        nets["generator"] = TextToImageGenerator(c.size, c.noise_dim, text_dim,
+                                                 c.generator_channels)
+        nets["discriminator"] = TextImageCritic(c.size, text_dim, c.discriminator_channels)
+        return nets
+
+    @classmethod
+    def pipeline_info(cls, model_config: DFGANConfig,
+                      data_config: CaptionsDataConfig) -> dict[str, Any]:
+        return {"size": model_config.size, "noise_dim": model_config.noise_dim}
+
+    def load_data(self, data_config: CaptionsDataConfig, seed: int) -> CaptionedImages:
+        data = CaptionedImages.load(
+            data_config.captions, self.config.size, parse_color(data_config.background),
+            image_template=data_config.image_template or None,
+            split=data_config.split or None, flip=data_config.flip,
+            allow_upscale=data_config.allow_upscale, seed=seed)
+        if self.config.text_encoder == "tiny":
+            limit = self.config.max_tokens - 2  # [BOS] and [EOS]
+            long = sum(len(c.lower().encode()) > limit for caps in data.captions for c in caps)
+            if long:
+                warnings.warn(f"{long} caption(s) are longer than --max-tokens "
+                              f"{self.config.max_tokens} bytes allow; they are truncated in "
+                              f"training", stacklevel=2)
+        return data
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c, n = self.config, self.networks
+        critic = list(n["discriminator"].parameters())
+        if "text_encoder" in n:
+            critic += list(n["text_encoder"].parameters())
+        return {
+            "generator": torch.optim.Adam(n["generator"].parameters(), lr=c.lr_generator,
+                                          betas=(c.beta1, c.beta2)),
+            "discriminator": torch.optim.Adam(critic, lr=c.lr_discriminator,
+                                              betas=(c.beta1, c.beta2)),
+        }
+
+    def encode(self, nets: Mapping[str, nn.Module], prompts: Sequence[str]) -> torch.Tensor:
+        """Sentence embeddings [B, D] (a frozen encoder caches them per caption itself)."""
+        if "text_encoder" in nets:
+            with warnings.catch_warnings():  # truncation was reported once at load time
+                warnings.simplefilter("ignore")
+                return nets["text_encoder"].encode(prompts).sentence
+        assert self.frozen_text is not None
+        with torch.no_grad():
+            device = next(self.networks.parameters()).device
+            return self.frozen_text.to(device).encode(prompts).sentence.float()
+
+    def step(self, nets: Mapping[str, nn.Module], batch: dict[str, Any],
+             opt: Optimization) -> dict[str, torch.Tensor]:
+        c = self.config
+        real = batch["images"]
+        critic, generator = nets["discriminator"], nets["generator"]
+        trainable_critic = [self.networks["discriminator"]]
+
+        # critic (and trainable text encoder): real+text real, fake+text and real+other fake
+        set_requires_grad(trainable_critic, True)
+        with opt.autocast():
+            sentence = self.encode(nets, batch["captions"])
+            other = self.encode(nets, batch["mismatched"])
+            noise = torch.randn(real.shape[0], c.noise_dim, device=real.device)
+            fake = generator(noise, sentence.detach())
+            real_in = diff_augment(real, c.augment).requires_grad_(True)
+            # the penalty differentiates with respect to the text too, even a frozen one's
+            text_in = sentence if sentence.requires_grad else sentence.detach().requires_grad_()
+            real_features = self.networks["discriminator"].features(real_in)
+            score_real = self.networks["discriminator"].judge(real_features, text_in)
+            loss_real = F.relu(1.0 - score_real).mean()
+            loss_fake = F.relu(1.0 + critic(diff_augment(fake.detach(), c.augment),
+                                            sentence)).mean()
+            loss_mismatch = F.relu(1.0 + self.networks["discriminator"].judge(
+                real_features, other)).mean()
+            loss_match = torch.zeros((), device=real.device)
+            if c.match_weight > 0:
+                loss_match = contrastive_loss(
+                    self.networks["discriminator"].embed(real_features), sentence,
+                    batch["captions"])
+        penalty = torch.zeros((), device=real.device)
+        if c.gp_weight > 0:
+            grads = torch.autograd.grad(score_real.float().sum(), (real_in, text_in),
+                                        create_graph=True)
+            norm = torch.cat([g.flatten(1).float() for g in grads], dim=1).norm(dim=1)
+            penalty = c.gp_weight * norm.pow(c.gp_power).mean()
+        opt.minimize("discriminator", loss_real + 0.5 * (loss_fake + loss_mismatch) + penalty
+                     + c.match_weight * loss_match)
+
+        # generator: fool the critic with the caption it was given
+        set_requires_grad(trainable_critic, False)
+        with opt.autocast():
+            loss_g = -critic(diff_augment(fake, c.augment), sentence.detach()).float().mean()
+        opt.minimize("generator", loss_g)
+        set_requires_grad(trainable_critic, True)
+        return {name: v.detach() for name, v in {
+            "g": loss_g, "d_real": loss_real, "d_fake": loss_fake, "d_mismatch": loss_mismatch,
+            "ma_gp": penalty, "match": loss_match}.items()}
+
+    @torch.no_grad()
+    def sample_rows(self, nets: Mapping[str, nn.Module],
+                    batch: dict[str, Any]) -> list[torch.Tensor]:
+        real = batch["images"]
+        sentence = self.encode(nets, batch["captions"])
+        gen = torch.Generator().manual_seed(0)
+        rows = [real]
+        for _ in range(2):
+            noise = torch.randn(real.shape[0], self.config.noise_dim, generator=gen)
+            rows.append(nets["generator"](noise.to(real.device), sentence))
+        return rows
