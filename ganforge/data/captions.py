@@ -23,6 +23,7 @@ import re
 import string
 import unicodedata
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 
 import torch
 
+from ganforge.data.attributes import attribute_of
 from ganforge.data.images import (
     ImageTooSmall,
     check_size,
@@ -213,7 +215,16 @@ def _captions_of(row: dict[str, Any], columns: list[str]) -> list[str]:
 def read_captions(file: str | Path, image_template: str | None = None,
                   split: str | None = "train") -> tuple[list[tuple[Path, list[str]]],
                                                        CaptionReport]:
-    """Read a captions file into (image path, captions) pairs, one per distinct image.
+    """Read a captions file into (image path, captions) pairs, one per distinct image
+    (see :func:`read_caption_rows`, which also gives each image's metadata fields)."""
+    entries, report = read_caption_rows(file, image_template, split)
+    return [(path, captions) for path, captions, _ in entries], report
+
+
+def read_caption_rows(file: str | Path, image_template: str | None = None,
+                      split: str | None = "train"
+                      ) -> tuple[list[tuple[Path, list[str], dict[str, Any]]], CaptionReport]:
+    """Read a captions file into (image path, captions, fields of its first row) triples.
 
     ``.jsonl``/``.json`` files are JSON Lines; ``.csv``/``.tsv`` files have a header row. See
     the module docstring for the columns. ``split``: when the file has a ``split`` column, only
@@ -237,6 +248,7 @@ def read_captions(file: str | Path, image_template: str | None = None,
         _check_columns(file, columns, image_template, image_column, caption_columns)
 
     by_image: dict[Path, list[str]] = {}
+    fields_of: dict[Path, dict[str, Any]] = {}
     for line, row in rows:
         if split is not None and "split" in row and row["split"] != split:
             report.other_split += 1
@@ -260,6 +272,7 @@ def read_captions(file: str | Path, image_template: str | None = None,
         if not captions:
             _skip(report, line, NO_CAPTION, "every caption is empty or not text")
             continue
+        fields_of.setdefault(path, row)
         known = by_image.setdefault(path, [])
         known += [c for c in dict.fromkeys(captions) if c not in known]
         report.kept += 1
@@ -268,7 +281,7 @@ def read_captions(file: str | Path, image_template: str | None = None,
         warnings.warn(report.summary(), stacklevel=2)
     if not by_image:
         raise DataError(f"captions file {file} has no usable rows ({report.summary()})")
-    return list(by_image.items()), report
+    return [(path, caps, fields_of[path]) for path, caps in by_image.items()], report
 
 
 class CaptionedImages:
@@ -282,11 +295,19 @@ class CaptionedImages:
     """
 
     def __init__(self, images: torch.Tensor, captions: list[list[str]], paths: list[Path],
-                 report: CaptionReport, flip: bool = False, seed: int = 0):
+                 report: CaptionReport, flip: bool = False, seed: int = 0,
+                 fields: list[dict[str, Any]] | None = None, balance_by: str | None = None):
         if not len(images) == len(captions) == len(paths) or not all(captions):
             raise ValueError("images, captions and paths must match, each image with captions")
         self.images, self.captions, self.paths, self.report = images, captions, paths, report
         self.flip, self.seed = flip, seed
+        self.fields = fields if fields is not None else [{} for _ in paths]
+        self.balance_by = balance_by
+        self._balanced: tuple[int, torch.Tensor] | None = None
+        if balance_by:
+            values = [attribute_of(f, balance_by) for f in self.fields]
+            counts = Counter(values)
+            self._weights = torch.tensor([1.0 / counts[v] for v in values], dtype=torch.double)
         # Captions compared case-insensitively: both encoders lower-case their input.
         keys = sorted({c.casefold() for caps in captions for c in caps})
         self._distinct = {key: i for i, key in enumerate(keys)}
@@ -300,17 +321,21 @@ class CaptionedImages:
     def load(cls, file: str | Path, size: int,
              background: str | Sequence[int] = (255, 255, 255),
              image_template: str | None = None, split: str | None = "train",
-             flip: bool = False, allow_upscale: bool = False, seed: int = 0) -> CaptionedImages:
+             flip: bool = False, allow_upscale: bool = False, seed: int = 0,
+             balance_by: str | None = None) -> CaptionedImages:
         """Read a captions file (see :func:`read_captions`) and decode its images.
+
+        ``balance_by``: an attribute (column or 'skin-tone'); when given, every epoch draws
+        images so that each value of the attribute is equally likely (with replacement).
 
         Unreadable images are named in a warning, skipped and counted in ``report``; an image
         smaller than ``size`` raises ImageTooSmall unless ``allow_upscale``.
         """
         check_size(size)
         rgb = parse_color(background)
-        entries, report = read_captions(file, image_template, split)
-        tensors, captions, paths = [], [], []
-        for path, caps in entries:
+        entries, report = read_caption_rows(file, image_template, split)
+        tensors, captions, paths, fields = [], [], [], []
+        for path, caps, row in entries:
             try:
                 tensors.append(load_image(path, size, rgb, allow_upscale))
             except ImageTooSmall:
@@ -321,10 +346,12 @@ class CaptionedImages:
                 continue
             captions.append(caps)
             paths.append(path)
+            fields.append(row)
         if not tensors:
             raise DataError(f"captions file {file}: none of its {len(entries)} images could be "
                             "read")
-        return cls(torch.stack(tensors), captions, paths, report, flip=flip, seed=seed)
+        return cls(torch.stack(tensors), captions, paths, report, flip=flip, seed=seed,
+                   fields=fields, balance_by=balance_by)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -351,10 +378,22 @@ class CaptionedImages:
             return self.captions[other][int(draws[1]) % len(self.captions[other])]
         return self._first_caption_of[free[int(draws[1]) % len(free)]]
 
+    def _resample(self, indices: torch.Tensor, epoch: int) -> torch.Tensor:
+        """With ``balance_by``: map sample indices to images drawn attribute-balanced for this
+        epoch (a pure function of seed and epoch)."""
+        if not self.balance_by:
+            return indices
+        if self._balanced is None or self._balanced[0] != epoch:
+            gen = torch.Generator().manual_seed(self.seed * 7_919 + epoch)
+            table = torch.multinomial(self._weights, len(self), replacement=True, generator=gen)
+            self._balanced = (epoch, table)
+        return self._balanced[1][indices]
+
     def batch(self, indices: torch.Tensor, epoch: int) -> dict[str, Any]:
         """``images`` [B, 3, H, W] float in [-1, 1] (flipped at random when ``flip``),
         ``captions``: one caption per image drawn among its own, ``mismatched``: a caption of
         another image per sample (lists of B str)."""
+        indices = self._resample(indices, epoch)
         chosen, mismatched, flips = [], [], []
         for index in indices.tolist():
             draws = torch.randint(0, 2**62, (4,), generator=self._generator(epoch, index))

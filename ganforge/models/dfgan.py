@@ -94,6 +94,8 @@ class CaptionsDataConfig:
     split: str = option("train", "keep rows whose 'split' column has this value ('' = all)")
     background: str = option("white", "colour that transparent pixels are composited onto")
     flip: bool = option(False, "random left-right flips (off: text may name a direction)")
+    balance_by: str = option("", "sample so each value of this attribute (a column, or "
+                             "'skin-tone') is equally likely: a bias mitigation ('' = off)")
     allow_upscale: bool = option(False, "accept images smaller than --size by upscaling them")
 
     def validate(self) -> CaptionsDataConfig:
@@ -280,7 +282,8 @@ class DFGAN(Family):
             data_config.captions, self.config.size, parse_color(data_config.background),
             image_template=data_config.image_template or None,
             split=data_config.split or None, flip=data_config.flip,
-            allow_upscale=data_config.allow_upscale, seed=seed)
+            allow_upscale=data_config.allow_upscale, seed=seed,
+            balance_by=data_config.balance_by or None)
         if self.config.text_encoder == "tiny":
             limit = self.config.max_tokens - 2  # [BOS] and [EOS]
             long = sum(len(c.lower().encode()) > limit for caps in data.captions for c in caps)
