@@ -160,7 +160,7 @@ def test_captioned_images_load_and_preview(dataset: CaptionedImages) -> None:
     assert [p.name for p in dataset.report.unreadable_images] == ["img5.png"]
     assert "1 unreadable image(s)" in dataset.report.summary()
     preview = dataset.preview(3)
-    assert preview["captions"] == ["a red square", "a green square", "blue"]
+    assert preview["captions"] == ["a red square", "blue", "black"]  # spread over the set
     assert preview["images"].shape == (3, 3, 8, 8) and preview["images"][0, 0, 0, -1] == 1.0
     assert preview == dataset.preview(3) | {"images": preview["images"]}
     assert len(dataset.preview(50)["captions"]) == 5

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from ganforge.data.attributes import attribute_of
+from ganforge.data.datasets import spread
 from ganforge.data.images import (
     ImageTooSmall,
     check_size,
@@ -407,11 +408,12 @@ class CaptionedImages:
         return {"images": uint8_to_float(images), "captions": chosen, "mismatched": mismatched}
 
     def preview(self, count: int) -> dict[str, Any]:
-        """The first ``count`` images with their first captions (shown in every sample grid)
-        and a fixed mismatched caption each; same layout as :meth:`batch`."""
-        count = min(count, len(self))
+        """``count`` images spread evenly over the dataset with their first captions (shown
+        in every sample grid) and a fixed mismatched caption each; same layout as
+        :meth:`batch`."""
+        chosen = spread(len(self), count)
         mismatched = [self._mismatched(i, torch.randint(
-            0, 2**62, (2,), generator=self._generator(-1, i))) for i in range(count)]
-        return {"images": uint8_to_float(self.images[:count]),
-                "captions": [caps[0] for caps in self.captions[:count]],
+            0, 2**62, (2,), generator=self._generator(-1, i))) for i in chosen.tolist()]
+        return {"images": uint8_to_float(self.images[chosen]),
+                "captions": [self.captions[i][0] for i in chosen.tolist()],
                 "mismatched": mismatched}

@@ -28,6 +28,12 @@ class TrainData(Protocol):
         ...
 
 
+def spread(length: int, count: int) -> torch.Tensor:
+    """``min(count, length)`` indices spread evenly over ``range(length)`` (for previews)."""
+    count = min(count, length)
+    return torch.linspace(0, length - 1, count).round().long().unique()
+
+
 def random_flip(images: torch.Tensor) -> torch.Tensor:
     """Flip each image of [B, C, H, W] left-right with probability 1/2 (global torch RNG)."""
     flips = torch.rand(images.shape[0]) < 0.5
@@ -69,6 +75,5 @@ class UnpairedImages:
         return {"a": uint8_to_float(a), "b": uint8_to_float(b)}
 
     def preview(self, count: int) -> dict[str, torch.Tensor]:
-        count = min(count, len(self.a), len(self.b))
-        return {"a": uint8_to_float(self.a.images[:count]),
-                "b": uint8_to_float(self.b.images[:count])}
+        return {"a": uint8_to_float(self.a.images[spread(len(self.a), count)]),
+                "b": uint8_to_float(self.b.images[spread(len(self.b), count)])}
