@@ -45,11 +45,9 @@ def _pick(values: dict[str, Any], cls: type) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in names}
 
 
-def _configure_warnings() -> None:
-    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-        print(f"ganforge: warning: {message}", file=sys.stderr)
-
-    warnings.showwarning = show  # type: ignore[assignment]
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Warnings for users: one line, no source location."""
+    print(f"ganforge: warning: {message}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- train
@@ -340,8 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit status 1."""
-    _configure_warnings()
     args = build_parser().parse_args(argv)
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning  # type: ignore[assignment]
     try:
         return args.handler(args)
     except GanforgeError as exc:
@@ -350,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ganforge: interrupted; the last checkpoint is intact", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

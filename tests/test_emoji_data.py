@@ -268,3 +268,15 @@ def test_other_package_version_warns(tmp_path: Path, source: Path) -> None:
     manifest.write_text(json.dumps({"name": "emoji-datasource-google", "version": "15.1.2"}))
     with pytest.warns(UserWarning, match="15.1.2"):
         build(tmp_path / "emoji", source)
+
+
+def test_data_emoji_command(tmp_path: Path, source: Path, capsys: pytest.CaptureFixture) -> None:
+    from ganforge.cli import main
+
+    assert main(["data", "emoji", "--out", str(tmp_path / "cli"), "--from", str(source)]) == 0
+    assert "ganforge: warning:" in capsys.readouterr().err  # the corrupt test image
+    assert (tmp_path / "cli" / "metadata.jsonl").is_file()
+    assert len(list((tmp_path / "cli" / "twitter" / "64").glob("*.png"))) == len(GOOD_IDS)
+    assert main(["data", "emoji", "--out", str(tmp_path / "cli"), "--from", str(source)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ganforge: error:") and "cli" in err
