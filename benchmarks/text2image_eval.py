@@ -24,7 +24,7 @@ import torch
 
 from ganforge.data.captions import CaptionedImages
 from ganforge.data.images import image_grid, pil_to_float
-from ganforge.errors import MissingDependency
+from ganforge.errors import GanforgeError, MissingDependency
 from ganforge.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features
 from ganforge.pipelines import TextToImagePipeline
 
@@ -74,7 +74,7 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
         real_report = r_precision(scorer, real * 2 - 1, prompts)
         result.update(r_precision=fake_report.mean, r_precision_ci=fake_report.ci,
                       r_precision_real=real_report.mean)
-    except (ImportError, MissingDependency, FileNotFoundError) as exc:
+    except (ImportError, GanforgeError) as exc:
         result["r_precision_note"] = str(exc)
     show = slice(0, 16)
     image_grid([real[show] * 2 - 1, fake[show] * 2 - 1]).save(out / "val_real_vs_generated.png")

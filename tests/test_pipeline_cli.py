@@ -179,3 +179,16 @@ def test_sigkill_never_leaves_a_half_checkpoint_and_resume_continues(tmp_path: P
     assert not list((run / "checkpoints").glob(".*.tmp"))
     assert torch.load(checkpoint_steps(run / "checkpoints")[-1][1], weights_only=True)["step"] \
         == last + 2
+
+
+def test_evaluate_command_writes_a_report(trained_run: Path, shapes16, tmp_path: Path,
+                                          capsys) -> None:
+    out = tmp_path / "report"
+    assert main(["evaluate", "--model", str(trained_run), "--data", str(shapes16[0]),
+                 "--target", str(shapes16[1]), "--out", str(out), "--resamples", "2",
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--device", "cpu"]) == 0
+    assert {"report.html", "report.md", "metrics.json"} <= {p.name for p in out.iterdir()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "l1" in json.dumps(metrics)
+    assert main(["evaluate", "--model", str(trained_run)]) == 1
+    assert "evaluate needs --data" in capsys.readouterr().err

@@ -52,6 +52,10 @@ def atomic_replace_dir(target: str | Path, fill: Callable[[Path], None]) -> None
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         fill(tmp)
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; give the folder the usual mode
+        for child in tmp.iterdir():
+            if child.is_file():
+                os.chmod(child, 0o666 & ~_UMASK)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
