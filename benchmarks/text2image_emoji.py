@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--text-encoder", default="minilm", choices=["minilm", "tiny"])
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -47,8 +48,8 @@ def main() -> None:
     config = RunConfig(
         family="dfgan",
         model={"size": 64, "generator_channels": args.channels,
-               "discriminator_channels": args.channels, "text_dim": 128, "text_layers": 2,
-               "max_tokens": 96},
+               "discriminator_channels": args.channels, "text_encoder": args.text_encoder,
+               "text_dim": 128, "text_layers": 2, "max_tokens": 96},
         data={"captions": str(captions), "split": "train"},
         train={"steps": args.steps, "batch_size": args.batch_size, "device": args.device,
                "lr_decay_start": 1.0, "ema_decay": 0.999, "sample_every": 200,
