@@ -226,7 +226,33 @@ def _device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
+# ----------------------------------------------------------------------------- audit
+def cmd_audit(args: argparse.Namespace) -> int:
+    from ganforge.audit import run_audit
+
+    result = run_audit(
+        args.model, args.attribute, args.out, args.data, image_template=args.image_template,
+        split=args.split or None, num_samples=args.num_samples, prompts=args.prompts,
+        group_by_prompt_attribute=args.group_by_prompt_attribute or (),
+        classifier=args.classifier, holdout_group=args.holdout_group,
+        classifier_epochs=args.classifier_epochs, direction=args.direction,
+        sources=args.sources, seed=args.seed, device=args.device,
+        progress=not args.no_progress)
+    print(result.summary())
+    return 0
+
+
 # ------------------------------------------------------------------------------ data
+def cmd_data_animal_mnist(args: argparse.Namespace) -> int:
+    from ganforge.data.animal_mnist import build_animal_mnist
+
+    captions = build_animal_mnist(args.out, args.source, args.size, args.holdout,
+                                  overwrite=args.overwrite)
+    print(f"wrote animal-mnist images and {captions}")
+    return 0
+
+
+
 def cmd_data_emoji(args: argparse.Namespace) -> int:
     from ganforge.data.emoji import build_emoji_dataset
 
@@ -363,6 +389,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_evaluate)
 
+    p = sub.add_parser("audit", help="which values of an attribute a model generates, "
+                       "against its training data (a bias audit)")
+    p.add_argument("--model", required=True, help="run folder or saved model folder")
+    p.add_argument("--attribute", required=True, help="a column of the captions file "
+                   "(category, subcategory, label, ...) or skin-tone")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--data", help="captions file (default: the one the run trained on)")
+    p.add_argument("--image-template")
+    p.add_argument("--split", default="train", help="rows of this split ('' = all)")
+    p.add_argument("-n", "--num-samples", type=int, default=1000)
+    p.add_argument("--prompts", nargs="+", metavar="PROMPT", help="audit these prompts "
+                   "instead of the training captions")
+    p.add_argument("--group-by-prompt-attribute", action="append", metavar="ATTRIBUTE",
+                   help="compare per value of the prompt's own attribute (e.g. skin-tone)")
+    p.add_argument("--classifier", metavar="PATH", help="a saved attribute classifier")
+    p.add_argument("--holdout-group", metavar="COLUMN", help="keep rows sharing this column "
+                   "on one side of the classifier's held-out split (emoji: base_id)")
+    p.add_argument("--classifier-epochs", type=int, default=15)
+    p.add_argument("--direction", default="a2b")
+    p.add_argument("--sources", help="image-to-image: folder of images to translate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_audit)
+
     p_data = sub.add_parser("data", help="build datasets")
     datas = p_data.add_subparsers(dest="dataset", required=True)
     p = datas.add_parser("emoji", help="paired emoji (Noto/Twemoji) from the npm packages")
@@ -373,6 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "twitter, fluent3d")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(handler=cmd_data_emoji)
+    p = datas.add_parser("animal-mnist", help="animal silhouettes with class-name captions "
+                         "(PyPI animal-mnist 0.4, MIT)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--from", dest="source", help=".npz file (default: the installed package)")
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--holdout", type=float, default=0.1, help="share of each class marked val")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(handler=cmd_data_animal_mnist)
     p = datas.add_parser("shapes", help="synthetic paired shape domains (a/ and b/)")
     p.add_argument("--out", required=True)
     p.add_argument("--count", type=int, default=200)
