@@ -55,14 +55,17 @@ class TextToImagePipeline(Pipeline):
         (truncated normal: fewer surprises, less variety)."""
         if truncation is not None and truncation <= 0:
             raise ConfigError(f"truncation must be positive, got {truncation}")
-        gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(count, int(self.info["noise_dim"]), generator=gen)
-        if truncation is not None:
-            outside = z.abs() > truncation
-            while outside.any():
-                z[outside] = torch.randn(int(outside.sum()), generator=gen)
+        rows = []
+        for index in range(count):  # one generator per image: image j never depends on count
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
+            z = torch.randn(int(self.info["noise_dim"]), generator=gen)
+            if truncation is not None:
                 outside = z.abs() > truncation
-        return z
+                while outside.any():
+                    z[outside] = torch.randn(int(outside.sum()), generator=gen)
+                    outside = z.abs() > truncation
+            rows.append(z)
+        return torch.stack(rows)
 
     @torch.no_grad()
     def encode(self, prompts: str | Sequence[str]) -> torch.Tensor:
