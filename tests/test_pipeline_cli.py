@@ -192,3 +192,11 @@ def test_evaluate_command_writes_a_report(trained_run: Path, shapes16, tmp_path:
     assert "l1" in json.dumps(metrics)
     assert main(["evaluate", "--model", str(trained_run)]) == 1
     assert "evaluate needs --data" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_cuda_without_a_gpu_is_one_clear_line(trained_run: Path, shapes16,
+                                                         tmp_path: Path, capsys) -> None:
+    assert main(["translate", str(shapes16[0]), "--model", str(trained_run), "--out",
+                 str(tmp_path), "--device", "cuda"]) == 1
+    assert "asked for, but this machine has no CUDA GPU" in capsys.readouterr().err

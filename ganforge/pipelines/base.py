@@ -118,7 +118,10 @@ class Pipeline:
                 raise CheckpointError(f"weights {folder / WEIGHTS_NAME} do not fit network "
                                       f"{name!r} of its config: {str(exc).splitlines()[0]}"
                                       ) from None
+        from ganforge.train.loop import resolve_device
+
+        target = resolve_device(str(device))  # 'auto', 'cpu', 'cuda', 'cuda:N', checked
         pipe = cls(config["family"], config["model"], config.get("info", {}), networks,
                    config.get("trained_steps", 0))
         pipe.name = str(folder)
-        return pipe.to(device)
+        return pipe.to(target)
