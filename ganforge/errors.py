@@ -31,3 +31,7 @@ class MissingDependency(GanforgeError):
 
 class ImageTooSmall(DataError):
     """An image is smaller than the size a model is trained at."""
+
+
+class WrongFamilyCheckpoint(CheckpointError):
+    """A readable checkpoint written by another model family."""

@@ -116,6 +116,12 @@ def test_resume_without_checkpoint_or_with_a_foreign_one_fails_clearly(tmp_path:
         train(tiny_config(shapes16), tmp_path / "foreign", resume=True)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+    other = tmp_path / "other"
+    train(tiny_config(shapes16, steps=2), other)
+    state = load_checkpoint(other / "checkpoints" / "step_0000002.pt")
+    torch.save({**state, "family": "dfgan"}, other / "checkpoints" / "step_0000002.pt")
+    with pytest.raises(CheckpointError, match="belongs to a 'dfgan' model, not 'cyclegan'"):
+        train(tiny_config(shapes16, steps=4), other, resume=True)
 
 
 class _DivergingCycleGAN(CycleGAN):

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ganforge.errors import CheckpointError
+from ganforge.errors import CheckpointError, WrongFamilyCheckpoint
 
 CHECKPOINT_FORMAT = "ganforge-checkpoint-v1"
 _UMASK = os.umask(0)
@@ -99,8 +99,8 @@ def load_checkpoint(path: str | Path, family: str | None = None) -> dict[str, An
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a ganforge checkpoint")
     if family is not None and state.get("family") != family:
-        raise CheckpointError(f"checkpoint {path} belongs to a {state.get('family')!r} model, "
-                              f"not {family!r}")
+        raise WrongFamilyCheckpoint(f"checkpoint {path} belongs to a {state.get('family')!r} "
+                                    f"model, not {family!r}")
     return state
 
 

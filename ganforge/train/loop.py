@@ -27,7 +27,13 @@ import ganforge
 from ganforge.config import RunConfig, TrainConfig, from_dict
 from ganforge.data.datasets import TrainData
 from ganforge.data.images import image_grid
-from ganforge.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+from ganforge.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    TrainingDiverged,
+    WrongFamilyCheckpoint,
+)
 from ganforge.models import get_family
 from ganforge.models.base import Family
 from ganforge.nn.ema import EMA
@@ -242,9 +248,9 @@ class Trainer:
             try:
                 state = load_checkpoint(path, family=self.family_cls.name)
                 break
+            except WrongFamilyCheckpoint:
+                raise
             except CheckpointError as exc:
-                if "belongs to" in str(exc):
-                    raise
                 warnings.warn(f"{exc}; trying an older checkpoint", stacklevel=2)
         if state is None:
             raise CheckpointError(f"no readable checkpoint in {self.checkpoint_dir}")
