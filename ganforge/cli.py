@@ -107,7 +107,6 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
 def cmd_translate(args: argparse.Namespace) -> int:
     import torch
 
-    from ganforge.data.images import to_pil
     from ganforge.pipelines import ImageToImagePipeline
     from ganforge.provenance.metadata import save_png
 
@@ -125,7 +124,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
                 skipped += 1
         if not batch:
             continue
-        images = to_pil(pipe.translate_tensor(torch.cat([t for _, t in batch]), args.direction))
+        images = pipe.to_images(pipe.translate_tensor(torch.cat([t for _, t in batch]),
+                                                      args.direction))
         for (path, _), image in zip(batch, images, strict=True):
             name = path.stem
             while name in used:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ganforge.data.datasets import TrainData
+from ganforge.errors import ConfigError
 
 
 class Optimization(Protocol):
@@ -86,6 +87,26 @@ class Family(ABC):
     def sample_rows(self, nets: Mapping[str, nn.Module],
                     batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Rows of the sample grid, each [B, 3, H, W] in [-1, 1], from EMA networks."""
+
+    @classmethod
+    def translate(cls, nets: Mapping[str, nn.Module], info: dict[str, Any],
+                  images: torch.Tensor, direction: str | None = None,
+                  **options: Any) -> torch.Tensor:
+        """Image-to-image inference: [B, 3, H, W] in [-1, 1] -> translated, same layout.
+
+        ``nets`` are the pipeline's (EMA) networks, ``info`` what ``pipeline_info`` gave.
+        The default serves families whose ``info["directions"]`` maps each direction to one
+        network (CycleGAN). Families with more to choose (a target style, a reference image,
+        a latent sample) override this and read their ``options`` (``style``, ``reference``,
+        ``generator``, ...); unknown options must raise ConfigError.
+        """
+        table = info.get("directions", {})
+        if direction not in table:
+            raise ConfigError(f"direction {direction!r} is unknown to this model; "
+                              f"known: {', '.join(table)}")
+        if options:
+            raise ConfigError(f"{cls.name} models take no {', '.join(sorted(options))} option")
+        return nets[table[direction]](images)
 
     def state_dict(self) -> dict[str, Any]:
         """Training state outside the networks and optimisers (e.g. image pools)."""

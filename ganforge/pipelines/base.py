@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import torch
+from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 import ganforge
 from ganforge.config import from_dict
+from ganforge.data.images import to_pil
 from ganforge.errors import CheckpointError
 from ganforge.train.checkpoint import atomic_replace_dir
 
@@ -86,6 +88,12 @@ class Pipeline:
         """Move the networks to ``device``."""
         self.networks.to(device)
         return self
+
+    def to_images(self, images: torch.Tensor) -> list[Image.Image]:
+        """What a pipeline hands out: [B, 3, H, W] in [-1, 1] -> PIL images.
+
+        Every image a pipeline returns goes through here (the place for the watermark)."""
+        return to_pil(images)
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` to ``path`` (atomically)."""

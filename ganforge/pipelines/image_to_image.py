@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 
-from ganforge.data.images import fit_square, flatten_alpha, open_rgb, parse_color, to_pil, to_tensor
+from ganforge.data.images import fit_square, flatten_alpha, open_rgb, parse_color, to_tensor
 from ganforge.errors import ConfigError
 from ganforge.pipelines.base import Pipeline
 
@@ -41,26 +42,32 @@ class ImageToImagePipeline(Pipeline):
         return torch.stack(tensors).float().div(127.5).sub(1.0)
 
     @torch.no_grad()
-    def translate_tensor(self, images: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
-        """[B, 3, size, size] in [-1, 1] -> translated images, same layout."""
-        network = self.networks[self._network_for(direction)]
-        return network(images.to(self.device)).float().clamp(-1, 1)
+    def translate_tensor(self, images: torch.Tensor, direction: str | None = "a2b",
+                         **options: Any) -> torch.Tensor:
+        """[B, 3, size, size] in [-1, 1] -> translated images, same layout.
 
-    def _network_for(self, direction: str) -> str:
-        table = self.info.get("directions", {})
-        if direction not in table:
+        ``options`` go to the family (e.g. a target style); see ``Family.translate``."""
+        from ganforge.models import get_family
+
+        family = get_family(self.family)
+        out = family.translate(self.networks, self.info, images.to(self.device), direction,
+                               **options)
+        return out.float().clamp(-1, 1)
+
+    def _check_direction(self, direction: str | None) -> None:
+        table = self.info.get("directions")
+        if table is not None and direction not in table:
             raise ConfigError(f"direction {direction!r} is unknown to model {self.name}; "
                               f"known: {', '.join(table)}")
-        return table[direction]
 
-    def __call__(self, images: ImageInput | Sequence[ImageInput], direction: str = "a2b",
-                 batch_size: int = 16) -> list[Image.Image]:
+    def __call__(self, images: ImageInput | Sequence[ImageInput], direction: str | None = "a2b",
+                 batch_size: int = 16, **options: Any) -> list[Image.Image]:
         """Translate images (PIL images or file paths) in ``direction``."""
         if isinstance(images, Image.Image | str | Path):
             images = [images]
-        self._network_for(direction)
+        self._check_direction(direction)
         out: list[Image.Image] = []
         for start in range(0, len(images), batch_size):
             batch = self.preprocess(images[start:start + batch_size])
-            out += to_pil(self.translate_tensor(batch, direction))
+            out += self.to_images(self.translate_tensor(batch, direction, **options))
         return out

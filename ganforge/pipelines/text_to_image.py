@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ganforge.data.images import to_pil
 from ganforge.errors import ConfigError
 from ganforge.pipelines.base import Pipeline
 from ganforge.text import TextEncoder, build_text_encoder, check_prompts
@@ -89,7 +88,8 @@ class TextToImagePipeline(Pipeline):
         sentence = self.encode(prompts)
         noise = self.noise(num_images, seed, truncation)
         rows = sentence.repeat_interleave(num_images, dim=0)
-        return to_pil(self.generate_tensor(rows, noise.repeat(len(sentence), 1), batch_size))
+        return self.to_images(self.generate_tensor(rows, noise.repeat(len(sentence), 1),
+                                                   batch_size))
 
     def interpolate(self, first: str, second: str, steps: int = 8, seed: int = 0,
                     truncation: float | None = None) -> list[Image.Image]:
@@ -100,4 +100,5 @@ class TextToImagePipeline(Pipeline):
         ends = self.encode([first, second])
         weights = torch.linspace(0, 1, steps).unsqueeze(1)
         rows = ends[0] * (1 - weights) + ends[1] * weights
-        return to_pil(self.generate_tensor(rows, self.noise(1, seed, truncation).repeat(steps, 1)))
+        return self.to_images(self.generate_tensor(rows, self.noise(1, seed, truncation)
+                                                   .repeat(steps, 1)))
