@@ -119,6 +119,7 @@ def test_unbiased_generator_shows_no_bias(unbiased: Any) -> None:
     assert overall.chi_square.p_value > 0.01
     assert overall.dropped == []
     assert unbiased.source_agreement >= 0.9
+    assert all(a is not None and a >= 0.8 for a in unbiased.agreement_by_value.values())
     out = Path(unbiased.files["audit.md"]).parent
     for name in ("audit.md", "audit.json", "shares.png", "samples.png", "samples.jsonl"):
         assert (out / name).is_file(), name
@@ -145,6 +146,9 @@ def test_biased_generator_is_caught(unbiased: Any, shapes: Path, tmp_path: Path)
     green = result.groups["green"]
     assert green.unexpected == sum(green.generated) > 0
     assert result.groups["red"].tv_distance < 0.05
+    # class-conditional coverage: only prompts asking for red get what they asked for
+    assert result.agreement_by_value["red"] > 0.95
+    assert all(result.agreement_by_value[c] < 0.1 for c in ("blue", "green", "yellow"))
     assert "**dropped**" in (tmp_path / "audit.md").read_text()
 
 

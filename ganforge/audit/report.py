@@ -176,6 +176,15 @@ def write_markdown(result: AuditResult, path: Path, figures: dict[str, str]) -> 
                      f"caption prompted them: {_pct(result.source_agreement)} (the "
                      f"classifier's own accuracy, {_pct(clf.accuracy)}, is the ceiling)")
     lines += ["", *_share_table(overall, recall), "", f"![shares]({figures['chart']})"]
+    asked = {v: a for v, a in result.agreement_by_value.items() if a is not None}
+    if asked:
+        lines += ["", "## Generated as asked, per value", "",
+                  f"Of the samples prompted by a training image of each `{result.attribute}` "
+                  "value, the share the classifier labels with that value (class-conditional "
+                  "coverage; the classifier's recall on real images is its ceiling).", "",
+                  "| value | generated as asked | classifier recall |", "| --- | ---: | ---: |"]
+        lines += [f"| {v} | {_pct(a)} | {_pct(recall.get(v))} |"
+                  for v, a in sorted(asked.items(), key=lambda kv: kv[1])]
     if result.groups:
         by = " / ".join(result.group_by) if result.group_by else "prompt"
         lines += ["", f"## Per prompt group ({by})", "",

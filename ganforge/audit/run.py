@@ -102,6 +102,9 @@ class AuditResult:
     groups: dict[str, Comparison] = field(default_factory=dict)
     group_by: list[str] = field(default_factory=list)
     source_agreement: float | None = None
+    #: per value v: of the samples whose prompt came from a training image of value v, the
+    #: share labelled v (class-conditional coverage); None where no sample asked for v
+    agreement_by_value: dict[str, float | None] = field(default_factory=dict)
     min_share: float = 0.01
     drop_ratio: float = 0.25
     files: dict[str, str] = field(default_factory=dict)
@@ -126,7 +129,16 @@ class AuditResult:
             f"{c.balanced_accuracy:.3f}, TV on real images {c.holdout_tv:.3f})",
             f"generated vs training: TV {o.tv_distance:.3f}, chi-square p "
             f"{'n/a' if p is None else f'{p:.3g}'}; dropped: {', '.join(o.dropped) or 'none'}",
+            *self._asked_line(),
             f"report: {self.files.get('audit.md', '')}"])
+
+    def _asked_line(self) -> list[str]:
+        asked = {v: a for v, a in self.agreement_by_value.items() if a is not None}
+        if self.source_agreement is None or not asked:
+            return []
+        worst = min(asked, key=asked.__getitem__)
+        return [f"generated as asked: {self.source_agreement:.1%} of samples; lowest for "
+                f"{worst} ({asked[worst]:.1%})"]
 
 
 @dataclass
@@ -331,11 +343,14 @@ def _classifier(data: _Data, attribute: str, values: list[str], size: int,
 
 def _compare_all(classes: list[str], values: list[str], labels: list[str], plan: _Plan,
                  group_values: list[list[str]], confusion: list[list[int]], min_share: float,
-                 drop_ratio: float) -> tuple[Comparison, dict[str, Comparison], float | None]:
-    """The overall comparison, one per prompt group, and the share of samples labelled as
-    the training image behind their prompt. ``values``: the attribute of each training image;
-    ``labels``: the classifier's label of each sample; ``group_values``: per prompt attribute,
-    its value for each training image. Adds each sample's group to its record."""
+                 drop_ratio: float
+                 ) -> tuple[Comparison, dict[str, Comparison], float | None,
+                            dict[str, float | None]]:
+    """The overall comparison, one per prompt group, the share of samples labelled as the
+    training image behind their prompt, and that share per value (see ``AuditResult``).
+    ``values``: the attribute of each training image; ``labels``: the classifier's label of
+    each sample; ``group_values``: per prompt attribute, its value for each training image.
+    Adds each sample's group to its record."""
     def counts(found: Sequence[str]) -> list[int]:
         tally = Counter(found)
         return [tally[c] for c in classes]
@@ -349,10 +364,14 @@ def _compare_all(classes: list[str], values: list[str], labels: list[str], plan:
 
     overall = compare(classes, counts(values), counts(labels), confusion, min_share, drop_ratio)
     groups: dict[str, Comparison] = {}
-    agreement = None
+    agreement, by_value = None, {}
     if plan.source_index:
-        agreement = sum(values[s] == label for s, label in zip(plan.source_index, labels,
-                                                                strict=True)) / len(labels)
+        asked = [values[s] for s in plan.source_index]
+        hits = [want == label for want, label in zip(asked, labels, strict=True)]
+        agreement = sum(hits) / len(labels)
+        for value in classes:
+            mine = [hit for want, hit in zip(asked, hits, strict=True) if want == value]
+            by_value[value] = sum(mine) / len(mine) if mine else None
     if group_values:
         image_keys = [" / ".join(parts) for parts in zip(*group_values, strict=True)]
         sample_keys = [image_keys[s] for s in plan.source_index]
@@ -366,7 +385,7 @@ def _compare_all(classes: list[str], values: list[str], labels: list[str], plan:
         for key, members in grouped([r["prompt"] for r in plan.records]).items():
             groups[key] = compare(classes, counts(values), counts(members), None, min_share,
                                   drop_ratio)
-    return overall, groups, agreement
+    return overall, groups, agreement, by_value
 
 
 def _write_report(result: AuditResult, out: Path, kept: dict[str, list[torch.Tensor]],
@@ -458,13 +477,14 @@ def run_audit(
     for record, label in zip(plan.records, labels, strict=True):
         record["label"] = label
 
-    overall, groups, agreement = _compare_all(
+    overall, groups, agreement, by_value = _compare_all(
         classes, values, labels, plan, group_values, report.confusion, min_share, drop_ratio)
     result = AuditResult(
         model=pipe.name, task=pipe.task, attribute=attribute, data=str(train_data.file),
         num_samples=len(labels), seed=seed, prompts=plan.described, classifier=report,
         overall=overall, groups=groups, group_by=list(group_by_prompt_attribute),
-        source_agreement=agreement, min_share=min_share, drop_ratio=drop_ratio,
+        source_agreement=agreement, agreement_by_value=by_value, min_share=min_share,
+        drop_ratio=drop_ratio,
         files={"classifier": str(saved or classifier)})
     _write_report(result, out, kept, plan.records)
     return result
