@@ -56,8 +56,12 @@ class Family(ABC):
         """All networks of the family, freshly initialised."""
 
     @classmethod
-    def build_inference(cls, model_config: Any) -> dict[str, nn.Module]:
-        """Only the networks an exported pipeline needs (by default the EMA'd ones)."""
+    def build_inference(cls, model_config: Any,
+                        info: dict[str, Any] | None = None) -> dict[str, nn.Module]:
+        """Only the networks an exported pipeline needs (by default the EMA'd ones).
+
+        ``info`` is what ``pipeline_info`` saved beside them: a family whose networks depend
+        on another saved model (MaskGIT on its tokenizer) builds them from it."""
         nets = cls.build(model_config)
         return {name: nets[name] for name in cls.ema_networks if name in nets}
 
@@ -107,6 +111,21 @@ class Family(ABC):
         if options:
             raise ConfigError(f"{cls.name} models take no {', '.join(sorted(options))} option")
         return nets[table[direction]](images)
+
+    @classmethod
+    def generate(cls, nets: Mapping[str, nn.Module], info: dict[str, Any], text: Any,
+                 noise: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Text-to-image inference: images [B, 3, H, W] in [-1, 1], one per row of ``text``
+        and ``noise`` (what the pipeline's ``encode`` and ``noise`` gave).
+
+        The default serves noise-vector generators conditioned on a sentence embedding
+        (DF-GAN): ``nets["generator"](noise [B, Z], text [B, D])``. Families with sampling
+        settings (MaskGIT: ``guidance``, ``temperature``, ``decode_steps``) override this;
+        unknown options must raise ConfigError.
+        """
+        if options:
+            raise ConfigError(f"{cls.name} models take no {', '.join(sorted(options))} option")
+        return nets["generator"](noise, text)
 
     def state_dict(self) -> dict[str, Any]:
         """Training state outside the networks and optimisers (e.g. image pools)."""

@@ -89,11 +89,27 @@ class Pipeline:
         self.networks.to(device)
         return self
 
+    #: mark every image handed out with the invisible ganforge watermark (set False to turn
+    #: it off); ``image.info["ganforge:watermark"]`` says what an image carries
+    watermark: bool = True
+
+    @property
+    def watermark_id(self) -> int:
+        """The 16-bit model id in this pipeline's watermark (a hash of its weights)."""
+        from ganforge.provenance.watermark import model_id_of
+
+        return model_id_of({f"{name}.{key}": value for name, net in self.networks.items()
+                            for key, value in net.state_dict().items()})
+
     def to_images(self, images: torch.Tensor) -> list[Image.Image]:
         """What a pipeline hands out: [B, 3, H, W] in [-1, 1] -> PIL images.
 
-        Every image a pipeline returns goes through here (the place for the watermark)."""
-        return to_pil(images)
+        Every image a pipeline returns goes through here, and is watermarked here unless
+        ``self.watermark`` is False (see ``ganforge.provenance.watermark``)."""
+        from ganforge.provenance.watermark import mark_images
+
+        pils = to_pil(images)
+        return mark_images(pils, self.watermark_id) if self.watermark else mark_images(pils, None)
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` to ``path`` (atomically)."""
@@ -111,7 +127,7 @@ class Pipeline:
                                   f"{cls.__name__} serves {cls.task!r} models")
         family = get_family(config["family"])
         model_config = from_dict(family.ModelConfig, config["model"], where=str(folder))
-        networks = family.build_inference(model_config)
+        networks = family.build_inference(model_config, config.get("info", {}))
         try:
             tensors = load_file(str(folder / WEIGHTS_NAME))
         except (SafetensorError, OSError) as exc:

@@ -11,11 +11,22 @@ from PIL import Image
 
 from ganforge.errors import ConfigError
 from ganforge.pipelines.base import Pipeline
-from ganforge.text import TextEncoder, build_text_encoder, check_prompts
+from ganforge.text import TextEmbedding, TextEncoder, build_text_encoder, check_prompts
 
 #: the model trained by us and shipped inside the package (see its README.md model card)
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "text2image-emoji-64"
 MAX_IMAGES = 1024
+
+#: what ``encode`` gives: sentence embeddings [P, D] (DF-GAN) or token states (MaskGIT)
+Condition = torch.Tensor | TextEmbedding
+
+
+def take_rows(condition: Condition, rows: torch.Tensor | slice) -> Condition:
+    """The chosen rows of a condition, whichever its kind."""
+    if isinstance(condition, TextEmbedding):
+        return TextEmbedding(condition.sentence[rows], condition.tokens[rows],
+                             condition.mask[rows])
+    return condition[rows]
 
 
 class TextToImagePipeline(Pipeline):
@@ -23,6 +34,12 @@ class TextToImagePipeline(Pipeline):
 
     Image ``j`` of every prompt uses the same noise, drawn from ``seed``: the same prompt,
     seed and model always give the same image, whatever else is in the batch.
+
+    Serves every text-to-image family: generation is the family's ``generate`` hook. A family
+    whose ``info`` has ``noise_dim`` (DF-GAN) gets Gaussian noise vectors and sentence
+    embeddings; one whose ``info["text_condition"]`` is ``"tokens"`` (MaskGIT) gets the text
+    encoder's token states, and per-image seeds [N] int64 as its noise. Sampling settings
+    (``guidance``, ``temperature``, ``decode_steps``) pass through as ``options``.
     """
 
     task = "text-to-image"
@@ -49,11 +66,23 @@ class TextToImagePipeline(Pipeline):
     def size(self) -> int:
         return int(self.info["size"])
 
+    @property
+    def uses_tokens(self) -> bool:
+        """Whether the family conditions on token states (else on sentence embeddings)."""
+        return self.info.get("text_condition") == "tokens"
+
     def noise(self, count: int, seed: int, truncation: float | None = None) -> torch.Tensor:
         """Noise [count, Z] from ``seed``; with ``truncation`` t, every value lies in [-t, t]
-        (truncated normal: fewer surprises, less variety)."""
+        (truncated normal: fewer surprises, less variety). For a family without a noise
+        vector (MaskGIT): the per-image seeds [count] int64 its sampler draws from."""
         if truncation is not None and truncation <= 0:
             raise ConfigError(f"truncation must be positive, got {truncation}")
+        if "noise_dim" not in self.info:
+            if truncation is not None:
+                raise ConfigError(f"{self.family} models have no noise vector to truncate; "
+                                  "use temperature instead")
+            return torch.tensor([seed * 1_000_003 + index for index in range(count)],
+                                dtype=torch.long)
         rows = []
         for index in range(count):  # one generator per image: image j never depends on count
             gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
@@ -67,38 +96,64 @@ class TextToImagePipeline(Pipeline):
         return torch.stack(rows)
 
     @torch.no_grad()
-    def encode(self, prompts: str | Sequence[str]) -> torch.Tensor:
-        """Sentence embeddings [P, D] of checked prompts."""
-        return self.text_encoder.encode(check_prompts(prompts)).sentence.float()
+    def encode(self, prompts: str | Sequence[str]) -> Condition:
+        """Sentence embeddings [P, D] of checked prompts; for a family that reads token
+        states, the whole TextEmbedding (tokens [P, T, E] float, mask [P, T])."""
+        embedding = self.text_encoder.encode(check_prompts(prompts))
+        if self.uses_tokens:
+            return TextEmbedding(embedding.sentence.float(), embedding.tokens.float(),
+                                 embedding.mask)
+        return embedding.sentence.float()
 
     @torch.no_grad()
-    def generate_tensor(self, sentence: torch.Tensor, noise: torch.Tensor,
-                        batch_size: int = 256) -> torch.Tensor:
-        """Images [N, 3, S, S] in [-1, 1] for rows of sentence embeddings and noise."""
-        generator = self.networks["generator"]
-        out = [generator(z.to(self.device), s.to(self.device)).float().clamp(-1, 1)
-               for z, s in zip(noise.split(batch_size), sentence.split(batch_size), strict=True)]
+    def generate_tensor(self, sentence: Condition, noise: torch.Tensor,
+                        batch_size: int = 256, **options: Any) -> torch.Tensor:
+        """Images [N, 3, S, S] in [-1, 1] for rows of conditions (``encode``) and noise
+        (``noise``); ``options`` are the family's sampling settings."""
+        from ganforge.models import get_family
+
+        family = get_family(self.family)
+        out = []
+        for start in range(0, len(noise), batch_size):
+            rows = slice(start, start + batch_size)
+            condition = take_rows(sentence, rows).to(self.device)
+            out.append(family.generate(self.networks, self.info, condition,
+                                       noise[rows].to(self.device), **options
+                                       ).float().clamp(-1, 1))
         return torch.cat(out)
 
     def __call__(self, prompts: str | Sequence[str], num_images: int = 1, seed: int = 0,
-                 truncation: float | None = None, batch_size: int = 256) -> list[Image.Image]:
-        """``num_images`` images for each prompt."""
+                 truncation: float | None = None, batch_size: int = 256,
+                 **options: Any) -> list[Image.Image]:
+        """``num_images`` images for each prompt; ``options``: the family's sampling settings
+        (MaskGIT: ``guidance``, ``temperature``, ``decode_steps``)."""
         if not 1 <= num_images <= MAX_IMAGES:
             raise ConfigError(f"number of images must be in 1..{MAX_IMAGES}, got {num_images}")
-        sentence = self.encode(prompts)
+        condition = self.encode(prompts)
         noise = self.noise(num_images, seed, truncation)
-        rows = sentence.repeat_interleave(num_images, dim=0)
-        return self.to_images(self.generate_tensor(rows, noise.repeat(len(sentence), 1),
-                                                   batch_size))
+        count = len(condition.tokens if isinstance(condition, TextEmbedding) else condition)
+        rows = take_rows(condition, torch.arange(count).repeat_interleave(num_images))
+        repeat = (count,) + (1,) * (noise.dim() - 1)
+        return self.to_images(self.generate_tensor(rows, noise.repeat(*repeat), batch_size,
+                                                   **options))
 
     def interpolate(self, first: str, second: str, steps: int = 8, seed: int = 0,
-                    truncation: float | None = None) -> list[Image.Image]:
-        """Images along the straight line from ``first``'s embedding to ``second``'s, with
-        the same noise throughout."""
+                    truncation: float | None = None, **options: Any) -> list[Image.Image]:
+        """Images along the straight line from ``first``'s embedding to ``second``'s (token
+        states for MaskGIT, over the union of both prompts' tokens), with the same noise
+        throughout."""
         if not 2 <= steps <= MAX_IMAGES:
             raise ConfigError(f"interpolation steps must be in 2..{MAX_IMAGES}, got {steps}")
         ends = self.encode([first, second])
         weights = torch.linspace(0, 1, steps).unsqueeze(1)
-        rows = ends[0] * (1 - weights) + ends[1] * weights
-        return self.to_images(self.generate_tensor(rows, self.noise(1, seed, truncation)
-                                                   .repeat(steps, 1)))
+        noise = self.noise(1, seed, truncation)
+        noise = noise.repeat(steps, *(1,) * (noise.dim() - 1))
+        if isinstance(ends, TextEmbedding):
+            w = weights.unsqueeze(2)
+            rows: Condition = TextEmbedding(
+                ends.sentence[0] * (1 - weights) + ends.sentence[1] * weights,
+                ends.tokens[0] * (1 - w) + ends.tokens[1] * w,
+                (ends.mask[0] | ends.mask[1]).expand(steps, -1))
+        else:
+            rows = ends[0] * (1 - weights) + ends[1] * weights
+        return self.to_images(self.generate_tensor(rows, noise, **options))
