@@ -242,6 +242,29 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The HTTP API and web page (needs the 'serve' extra)."""
+    import os
+
+    try:
+        from ganforge.serve.app import ServeConfig, parse_named_path, serve
+    except ImportError as exc:
+        from ganforge.errors import MissingDependency
+
+        raise MissingDependency(f"ganforge serve needs the 'serve' extra ({exc.name} is "
+                                f"missing): pip install 'ganforge[serve]'") from None
+    config = ServeConfig(
+        models=[parse_named_path(m) for m in args.model or []],
+        translators=[parse_named_path(t) for t in args.translator or []],
+        upscaler=args.upscaler, api_key=args.api_key or os.environ.get("GANFORGE_API_KEY"),
+        device=_device(args.device), batch_window_ms=args.batch_window_ms,
+        max_batch=1 if args.no_batching else args.max_batch, queue_size=args.queue_size,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels)
+    serve(config, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 # ------------------------------------------------------------------------------ data
 def cmd_data_animal_mnist(args: argparse.Namespace) -> int:
     from ganforge.data.animal_mnist import build_animal_mnist
@@ -438,6 +461,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_data_shapes)
+
+    p = sub.add_parser("serve", help="HTTP API and web page: generate, translate, upscale, "
+                                     "verify")
+    p.add_argument("--model", action="append", metavar="[NAME=]PATH",
+                   help="text-to-image model to serve (repeatable; the first is the default; "
+                        "default: the shipped model)")
+    p.add_argument("--translator", action="append", metavar="[NAME=]RUN",
+                   help="image-to-image model or run folder to serve (repeatable)")
+    p.add_argument("--upscaler", metavar="[NAME=]PATH",
+                   help="upscale model (default: the shipped one, when present)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind; anything but loopback needs --api-key")
+    p.add_argument("--port", type=int, default=7860, help="port (0: a free one)")
+    p.add_argument("--api-key", help="require this key in the X-API-Key header "
+                                     "(or set GANFORGE_API_KEY)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--batch-window-ms", type=float, default=15.0,
+                   help="how long a generate request waits for others to share its batch")
+    p.add_argument("--max-batch", type=int, default=64, help="most images in one batch")
+    p.add_argument("--no-batching", action="store_true", help="one request per model call")
+    p.add_argument("--queue-size", type=int, default=64,
+                   help="requests that may wait; beyond, 503 with Retry-After")
+    p.add_argument("--max-upload-mb", type=float, default=8.0, help="largest upload")
+    p.add_argument("--max-pixels", type=int, default=4096 * 4096,
+                   help="largest uploaded image, in pixels (checked before decoding)")
+    p.add_argument("--log-level", default="warning",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("demo", help="the built-in default: CycleGAN on synthetic shapes (CPU)")
     p.add_argument("--out", default="runs/demo")
