@@ -14,9 +14,14 @@ PREFIX = "ganforge:"
 
 
 def save_png(image: Image.Image, path: str | Path, fields: dict[str, Any]) -> Path:
-    """Save ``image`` as PNG with ``fields`` (and the ganforge version) as text chunks."""
+    """Save ``image`` as PNG with ``fields`` (and the ganforge version) as text chunks.
+
+    The ganforge fields a pipeline put in ``image.info`` (whether and how the image is
+    watermarked) are written too."""
     info = PngInfo()
-    for key, value in {**fields, "version": ganforge.__version__}.items():
+    carried = {k[len(PREFIX):]: v for k, v in image.info.items()
+               if isinstance(k, str) and k.startswith(PREFIX)}
+    for key, value in {**carried, **fields, "version": ganforge.__version__}.items():
         if value is not None:
             info.add_itxt(f"{PREFIX}{key}", str(value))
     path = Path(path)
