@@ -110,7 +110,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from ganforge.pipelines import ImageToImagePipeline
     from ganforge.provenance.metadata import save_png
 
+    if args.samples < 1:
+        raise ConfigError(f"--samples must be at least 1, got {args.samples}")
     pipe = ImageToImagePipeline.from_pretrained(args.model, device=args.device)
+    options = _style_options(args, pipe)
+    upscaler = _upscaler(args)
     sources = expand_inputs(args.inputs)
     out = Path(args.out)
     written, skipped, used = 0, 0, set()
@@ -124,20 +128,114 @@ def cmd_translate(args: argparse.Namespace) -> int:
                 skipped += 1
         if not batch:
             continue
-        images = pipe.to_images(pipe.translate_tensor(torch.cat([t for _, t in batch]),
-                                                      args.direction))
-        for (path, _), image in zip(batch, images, strict=True):
+        samples = [pipe.to_images(images) for images in translate_samples(
+            pipe, torch.cat([t for _, t in batch]), args.direction, args.samples, args.seed,
+            **options)]
+        for (path, _), *images in zip(batch, *samples, strict=True):
             name = path.stem
             while name in used:
                 name += "_"
             used.add(name)
-            save_png(image, out / f"{name}.png", {"source": path, "model": pipe.name,
-                                                  "direction": args.direction})
+            if upscaler is not None:
+                images = upscaler(images)
+            for s, image in enumerate(images):
+                extra = {} if args.samples == 1 else {"seed": args.seed, "sample": s}
+                save_png(image, out / (f"{name}.png" if args.samples == 1 else f"{name}_s{s}.png"),
+                         {"source": path, "model": pipe.name, "direction": args.direction,
+                          "style_reference": args.style_reference, **extra})
             written += 1
     if written == 0:
         raise DataError(f"none of the {len(sources)} input image(s) could be read")
-    print(f"translated {written} image(s) {args.direction} into {out}"
+    print(f"translated {written} image(s) {args.direction or 'in the reference style'} "
+          f"into {out}"
+          + (f" ({args.samples} samples each)" if args.samples > 1 else "")
           + (f"; skipped {skipped} unreadable file(s)" if skipped else ""))
+    return 0
+
+
+def _style_options(args: argparse.Namespace, pipe: Any) -> dict[str, Any]:
+    """--to-style / --style-reference as options of a multi-style model's translate; sets
+    ``args.direction`` to what the outputs record: a2b by default, or the target style."""
+    if (args.to_style or args.style_reference) and not pipe.styles:
+        raise ConfigError(f"--to-style and --style-reference need a multi-style model; model "
+                          f"{pipe.name} translates in directions: {', '.join(pipe.directions)}")
+    if not pipe.styles:
+        args.direction = args.direction or "a2b"
+        return {}
+    args.direction = args.direction or args.to_style
+    if args.direction is None and not args.style_reference:
+        raise ConfigError(f"model {pipe.name} translates into styles: pass --to-style "
+                          f"({', '.join(pipe.styles)}) or --style-reference IMAGE")
+    options: dict[str, Any] = {}
+    if args.to_style and args.to_style != args.direction:
+        options["style"] = args.to_style
+    if args.style_reference:
+        options["reference"] = pipe.preprocess([args.style_reference])
+    return options
+
+
+def translate_samples(pipe: Any, images: Any, direction: str, samples: int, seed: int,
+                      **options: Any) -> list[Any]:
+    """``samples`` translations of images [B, 3, S, S]: one deterministic output when
+    ``samples`` is 1, else draws from the model's latent (sample s of every image uses a
+    generator seeded with ``seed`` and s, whatever the batch)."""
+    import torch
+
+    if samples == 1:
+        return [pipe.translate_tensor(images, direction, **options)]
+    outputs = []
+    for s in range(samples):
+        generators = [torch.Generator().manual_seed(seed * 1_000_003 + s) for _ in images]
+        try:
+            outputs.append(pipe.translate_tensor(images, direction, generator=generators,
+                                                 **options))
+        except ConfigError:
+            pipe.translate_tensor(images[:1], direction, **options)  # other errors surface here
+            raise ConfigError(f"--samples {samples}: model {pipe.name} ({pipe.family}) gives one "
+                              "output per input; several samples need a model with a latent "
+                              "to draw from (unit)") from None
+    return outputs
+
+
+# --------------------------------------------------------------------------- upscale
+def _upscaler(args: argparse.Namespace) -> Any:
+    """The UpscalePipeline that ``--upscale [MODEL]`` names (the shipped one without MODEL),
+    or None when the option is absent."""
+    if args.upscale is None:
+        return None
+    from ganforge.pipelines import UpscalePipeline
+
+    return UpscalePipeline.from_pretrained(args.upscale or None, device=args.device)
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from ganforge.pipelines import UpscalePipeline
+    from ganforge.pipelines.upscale import check_tiling
+    from ganforge.provenance.metadata import save_png
+
+    check_tiling(args.tile, args.tile_overlap)
+    pipe = UpscalePipeline.from_pretrained(args.model, device=args.device)
+    sources = expand_inputs(args.inputs)
+    out, written, used = Path(args.out), 0, set()
+    for path in sources:
+        try:
+            image = pipe([path], tile=args.tile, tile_overlap=args.tile_overlap)[0]
+        except DataError as exc:
+            if len(sources) == 1:
+                raise
+            warnings.warn(f"skipping {exc}", stacklevel=1)
+            continue
+        name = path.stem
+        while name in used:
+            name += "_"
+        used.add(name)
+        save_png(image, out / f"{name}.png", {"source": path, "model": pipe.name,
+                                              "scale": pipe.scale})
+        written += 1
+    if written == 0:
+        raise DataError(f"none of the {len(sources)} input image(s) could be upscaled")
+    print(f"upscaled {written} image(s) x{pipe.scale} into {out}"
+          + (f"; skipped {len(sources) - written}" if written < len(sources) else ""))
     return 0
 
 
@@ -155,12 +253,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     prompts = check_prompts(args.prompts)
     pipe = TextToImagePipeline.from_pretrained(args.model or DEFAULT_MODEL, device=args.device)
+    upscaler = _upscaler(args)
     out = Path(args.out)
     fields = {"model": pipe.name if args.model else "ganforge default (text2image-emoji-64)",
               "seed": args.seed, "truncation": args.truncation}
+    sampling = {k: v for k, v in (("guidance", args.guidance), ("temperature", args.temperature),
+                                  ("decode_steps", args.decode_steps)) if v is not None}
+    fields.update(sampling)
     if args.interpolate_to is not None:
         images = pipe.interpolate(prompts[0], args.interpolate_to, args.steps, args.seed,
-                                  args.truncation)
+                                  args.truncation, **sampling)
+        images = upscaler(images) if upscaler is not None else images
         for i, image in enumerate(images):
             save_png(image, out / f"interp_{i:03d}.png",
                      {**fields, "prompt": prompts[0], "prompt_to": args.interpolate_to,
@@ -168,7 +271,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         grid_rows = [images]
     else:
         images = pipe(prompts, num_images=args.num_images, seed=args.seed,
-                      truncation=args.truncation)
+                      truncation=args.truncation, **sampling)
+        images = upscaler(images) if upscaler is not None else images
         grid_rows = []
         for p, prompt in enumerate(prompts):
             row = images[p * args.num_images:(p + 1) * args.num_images]
@@ -362,19 +466,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interpolate-to", metavar="PROMPT",
                    help="walk from the (first) prompt to this one")
     p.add_argument("--steps", type=int, default=8, help="images along the interpolation")
+    p.add_argument("--guidance", type=float, help="maskgit: classifier-free guidance scale "
+                   "(0 = ignore the text, 1 = plain conditional; default: the model's)")
+    p.add_argument("--temperature", type=float, help="maskgit: sampling temperature "
+                   "(0 = most likely codes; default: the model's)")
+    p.add_argument("--decode-steps", type=int, help="maskgit: parallel decoding steps "
+                   "(default: the model's, e.g. 12)")
     p.add_argument("--model", help="run folder or saved model (default: the shipped emoji model)")
     p.add_argument("--out", default="generated")
+    p.add_argument("--upscale", nargs="?", const="", metavar="MODEL",
+                   help="upscale the outputs (x4 with the shipped upscaler, or MODEL)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(handler=cmd_generate)
 
     p = sub.add_parser("translate", help="translate images with a trained image-to-image model")
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--model", required=True, help="run folder or saved model folder")
-    p.add_argument("--direction", default="a2b", help="a2b or b2a (default: a2b)")
+    p.add_argument("--direction", help="a2b or b2a (default: a2b)")
+    p.add_argument("--to-style", metavar="STYLE", help="multi-style model (stargan): the target "
+                   "style, e.g. fluent3d (its average style code; with --samples, drawn ones)")
+    p.add_argument("--style-reference", metavar="IMAGE", help="multi-style model: take the "
+                   "style of this image (its style is recognised unless --to-style names it)")
     p.add_argument("--out", required=True, help="folder for the translated PNGs")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--samples", type=int, default=1, metavar="N",
+                   help="N outputs per input drawn from the model's latent (UNIT), written as "
+                   "NAME_s0.png ... (default: 1, the deterministic translation NAME.png)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --samples draws")
+    p.add_argument("--upscale", nargs="?", const="", metavar="MODEL",
+                   help="upscale the outputs (x4 with the shipped upscaler, or MODEL)")
     p.set_defaults(handler=cmd_translate)
+
+    p = sub.add_parser("upscale", help="super-resolution: make images larger (x4 by default)")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("--out", required=True, help="folder for the upscaled PNGs")
+    p.add_argument("--model", help="run folder or saved upscaler (default: the shipped x4 "
+                   "Fluent Emoji 3D upscaler)")
+    p.add_argument("--tile", type=int, default=128, help="tile side in input pixels: large "
+                   "images are upscaled tile by tile in bounded memory (default: 128)")
+    p.add_argument("--tile-overlap", type=int, default=16, help="input pixels by which tiles "
+                   "overlap and are blended (default: 16)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler=cmd_upscale)
 
     p = sub.add_parser("evaluate", help="measure a model against real data; write a report",
                        description="ganforge evaluate --model RUN --data DIR|FILE --out REPORT "
