@@ -26,6 +26,11 @@ class ImageToImagePipeline(Pipeline):
         return list(self.info.get("directions", {}))
 
     @property
+    def styles(self) -> list[str]:
+        """Target styles of a multi-style model (StarGAN v2), which has no directions."""
+        return list(self.info.get("styles", []))
+
+    @property
     def size(self) -> int:
         return int(self.info["size"])
 
@@ -42,12 +47,17 @@ class ImageToImagePipeline(Pipeline):
         return torch.stack(tensors).float().div(127.5).sub(1.0)
 
     @torch.no_grad()
-    def translate_tensor(self, images: torch.Tensor, direction: str | None = "a2b",
+    def translate_tensor(self, images: torch.Tensor, direction: str | None = None,
                          **options: Any) -> torch.Tensor:
         """[B, 3, size, size] in [-1, 1] -> translated images, same layout.
 
-        ``options`` go to the family (e.g. a target style); see ``Family.translate``."""
+        ``direction`` None: "a2b" for a model with directions (a multi-style model takes a
+        ``style`` option instead). ``options`` go to the family (e.g. a target style); see
+        ``Family.translate``."""
         from ganforge.models import get_family
+
+        if direction is None and "directions" in self.info:
+            direction = "a2b"
 
         family = get_family(self.family)
         out = family.translate(self.networks, self.info, images.to(self.device), direction,
@@ -56,11 +66,11 @@ class ImageToImagePipeline(Pipeline):
 
     def _check_direction(self, direction: str | None) -> None:
         table = self.info.get("directions")
-        if table is not None and direction not in table:
+        if table is not None and direction is not None and direction not in table:
             raise ConfigError(f"direction {direction!r} is unknown to model {self.name}; "
                               f"known: {', '.join(table)}")
 
-    def __call__(self, images: ImageInput | Sequence[ImageInput], direction: str | None = "a2b",
+    def __call__(self, images: ImageInput | Sequence[ImageInput], direction: str | None = None,
                  batch_size: int = 16, **options: Any) -> list[Image.Image]:
         """Translate images (PIL images or file paths) in ``direction``."""
         if isinstance(images, Image.Image | str | Path):
