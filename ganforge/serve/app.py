@@ -323,6 +323,8 @@ class Health(BaseModel):
     auth_required: bool
     upscale: bool
     verify: bool
+    generate_batches: int = Field(description="model calls made for generate requests")
+    generate_requests: int = Field(description="generate requests those calls served")
 
 
 @dataclass
@@ -526,7 +528,9 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         return Health(status="ok", version=ganforge.__version__, models=len(server.models),
                       queue=server.worker.pending, queue_limit=cfg.queue_size,
                       auth_required=bool(cfg.api_key), upscale=server.upscaler is not None,
-                      verify=_verify_function() is not None)
+                      verify=_verify_function() is not None,
+                      generate_batches=sum(b.stats.batches for b in server.batchers.values()),
+                      generate_requests=sum(b.stats.items for b in server.batchers.values()))
 
     @app.get("/api/models", response_model=ModelList, dependencies=guarded,
              responses={401: ERRORS[401]}, tags=["server"])
