@@ -27,6 +27,7 @@ from ganforge.cli import main
 from ganforge.config import from_dict, to_dict
 from ganforge.models import get_family
 from ganforge.pipelines import ImageToImagePipeline, TextToImagePipeline
+from ganforge.provenance.watermark import SCHEME
 from ganforge.serve.app import ServeConfig, create_app
 
 TINY_TEXT2IMAGE = {"size": 16, "generator_channels": 8, "discriminator_channels": 8,
@@ -104,6 +105,7 @@ def test_generate_json_images_are_reproducible_pngs_with_metadata(client: TestCl
     assert image.format == "PNG" and image.size == (16, 16)
     assert image.text["ganforge:prompt"] == "a red circle"
     assert image.text["ganforge:seed"] == "7" and image.text["ganforge:index"] == "2"
+    assert image.text["ganforge:watermark"].startswith(SCHEME)  # marked by the pipeline
     again = client.post("/api/generate", json=body).json()
     assert [i["png_base64"] for i in again["images"]] == [i["png_base64"]
                                                           for i in result["images"]]

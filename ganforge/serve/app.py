@@ -190,9 +190,12 @@ class _BodyTooLarge(Exception):
 # --------------------------------------------------------------------------- images
 def png_bytes(image: Image.Image, fields: dict[str, Any]) -> bytes:
     """``image`` as PNG bytes with ``fields`` (and the ganforge version) as text chunks,
-    like :func:`ganforge.provenance.metadata.save_png`."""
+    like :func:`ganforge.provenance.metadata.save_png`: the ganforge fields a pipeline put
+    in ``image.info`` (its watermark) are written too."""
     info = PngInfo()
-    for key, value in {**fields, "version": ganforge.__version__}.items():
+    carried = {k[len(PREFIX):]: v for k, v in image.info.items()
+               if isinstance(k, str) and k.startswith(PREFIX)}
+    for key, value in {**carried, **fields, "version": ganforge.__version__}.items():
         if value is not None:
             info.add_itxt(f"{PREFIX}{key}", str(value))
     out = io.BytesIO()
