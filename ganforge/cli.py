@@ -189,11 +189,11 @@ def translate_samples(pipe: Any, images: Any, direction: str, samples: int, seed
         try:
             outputs.append(pipe.translate_tensor(images, direction, generator=generators,
                                                  **options))
-        except ConfigError:
+        except ConfigError as exc:
             pipe.translate_tensor(images[:1], direction, **options)  # other errors surface here
-            raise ConfigError(f"--samples {samples}: model {pipe.name} ({pipe.family}) gives one "
-                              "output per input; several samples need a model with a latent "
-                              "to draw from (unit)") from None
+            raise ConfigError(f"--samples {samples} needs a model that draws its outputs from a "
+                              f"latent (unit; stargan with --to-style); model {pipe.name} "
+                              f"refused: {exc}") from None
     return outputs
 
 

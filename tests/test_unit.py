@@ -56,12 +56,13 @@ def unit_run(tmp_path_factory: pytest.TempPathFactory, shapes16) -> Path:
 
 
 def test_unit_learns_the_colour_mapping_both_ways(tmp_path: Path) -> None:
-    """200 CPU steps on the synthetic pair: both directions land close to the true answer."""
+    """120 CPU steps on the synthetic pair: both directions land close to the true answer
+    (0.073 / 0.077 L1 when written; identity 0.32)."""
     train_dirs = write_shape_domains(tmp_path / "train", count=120, size=24, seed=0)
     val_a, val_b = write_shape_domains(tmp_path / "val", count=16, size=24, seed=1)
-    config = unit_config(train_dirs, size=24, steps=200, batch_size=4, checkpoint_every=200,
-                         sample_every=200, log_every=50, lr_decay_start=0.7, ema_decay=0.99)
-    config.model["lr"] = 2e-4
+    config = unit_config(train_dirs, size=24, steps=120, batch_size=4, checkpoint_every=120,
+                         sample_every=120, log_every=40, lr_decay_start=0.7, ema_decay=0.99)
+    config.model["lr"] = 3e-4
     run_dir = tmp_path / "run"
 
     untrained = Trainer(config, run_dir)
@@ -85,7 +86,7 @@ def test_unit_learns_the_colour_mapping_both_ways(tmp_path: Path) -> None:
     mean = pipe.translate_tensor(sources, "a2b")
     drawn = pipe.translate_tensor(sources, "a2b", generator=torch.Generator().manual_seed(1))
     assert 0 < (drawn - mean).abs().mean() < 0.1
-    assert (run_dir / "samples" / "step_0000200.png").is_file()
+    assert (run_dir / "samples" / "step_0000120.png").is_file()
 
 
 def test_pipeline_round_trip_and_reproducible_latent_samples(unit_run: Path, shapes16,
@@ -162,7 +163,7 @@ def test_bad_inputs_get_one_clear_line(unit_run: Path, shapes16, tmp_path: Path,
                   str(shapes16[1]), "--out", str(tmp_path / "r"), "--steps", "1"]
     cases = [
         (["translate", str(shapes16[0]), "--model", str(cyclegan), "--out", str(tmp_path / "o"),
-          "--samples", "2"], "gives one output per input"),
+          "--samples", "2"], "cyclegan models take no generator option"),
         (["translate", str(shapes16[0]), "--model", str(unit_run), "--out", str(tmp_path / "o"),
           "--samples", "0"], "--samples must be at least 1"),
         (["translate", str(shapes16[0]), "--model", str(unit_run), "--out", str(tmp_path / "o"),
