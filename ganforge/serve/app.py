@@ -426,12 +426,14 @@ class Server:
             return None
         if given is not None:
             name, path = parse_named_path(given)
+            label = name
         elif Path(DEFAULT_UPSCALER).exists():
             name, path = "upscaler", str(DEFAULT_UPSCALER)
+            label = f"ganforge default ({Path(DEFAULT_UPSCALER).name})"
         else:
             return None
         pipe = UpscalePipeline.from_pretrained(path, device=self.config.device)
-        return ServedModel(name, "upscale", pipe, name, default=True)
+        return ServedModel(name, "upscale", pipe, label, default=True)
 
     def by_task(self, task: str) -> list[ServedModel]:
         return [m for m in self.models.values() if m.task == task]
