@@ -178,3 +178,21 @@ def test_cli_train_errors_are_one_line(tmp_path: Path, trained: dict,
         capsys.readouterr().err
     with pytest.raises(ConfigError, match="--size 24"):
         StarGAN.ModelConfig(size=24).validate()
+
+
+def test_evaluate_scores_a_style_as_the_direction(trained: dict) -> None:
+    """``ganforge evaluate --direction STYLE`` works for a model with styles."""
+    from ganforge.metrics.evaluate import run_evaluation
+
+    def mean_colours(images: torch.Tensor) -> np.ndarray:  # stand-in feature network
+        return torch.nn.functional.adaptive_avg_pool2d(images, 2).flatten(1).double().numpy()
+
+    mean_colours.fingerprint = "test-mean-colours"  # type: ignore[attr-defined]
+    val = trained["val"]
+    result = run_evaluation(trained["run"], val[0], None, target=val[2], direction="dark",
+                            features=mean_colours, use_cache=False, progress=False,
+                            resamples=2)
+    assert result.metrics["l1"].value < 0.75 * result.metrics["l1"].baseline
+    with pytest.raises(ConfigError, match=r"direction 'a2b' is unknown.*warm, cool, dark"):
+        run_evaluation(trained["run"], val[0], None, target=val[2], features=mean_colours,
+                       use_cache=False, progress=False)

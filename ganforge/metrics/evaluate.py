@@ -260,9 +260,10 @@ class _Translation:
         if not inputs.sources:
             raise ConfigError(f"model {pipe.name} translates images; expected a folder of "
                               "source images as --data")
-        if inputs.direction not in pipe.directions:
+        known = pipe.directions or pipe.styles  # a multi-style model: --direction STYLE
+        if inputs.direction not in known:
             raise ConfigError(f"direction {inputs.direction!r} is unknown to model {pipe.name}; "
-                              f"known: {', '.join(pipe.directions)}")
+                              f"known: {', '.join(known)}")
         self.pipe, self.inputs = pipe, inputs
         self.background = parse_color(pipe.info.get("background", "white"))
         self.paired: dict[str, list[torch.Tensor]] = {}
