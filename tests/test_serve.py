@@ -281,8 +281,13 @@ def test_upscale_and_verify_answer_or_say_they_are_missing(client: TestClient) -
     else:
         assert upscaled.status_code == 501 and "upscale" in upscaled.json()["error"]
     verified = client.post("/api/verify", files=files)
-    if health["verify"]:
-        assert verified.status_code == 200 and isinstance(verified.json(), dict)
+    if health["verify"]:  # a served image is recognised; a plain drawing is not
+        assert verified.status_code == 200 and verified.json()["verdict"] != "generated"
+        made = client.post("/api/generate", json={"prompt": "red", "n": 1, "seed": 0}).json()
+        png = base64.b64decode(made["images"][0]["png_base64"])
+        report = client.post("/api/verify", files={"image": ("g.png", png, "image/png")})
+        assert report.status_code == 200 and report.json()["verdict"] == "generated"
+        assert report.json()["metadata"]["prompt"] == "red"
     else:
         assert verified.status_code == 501 and "verify" in verified.json()["error"]
     wrong = client.post("/api/verify", files={"image": ("x.txt", b"hi", "text/plain")})

@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ganforge
-from ganforge.errors import ConfigError, GanforgeError, MissingDependency
+from ganforge.errors import CheckpointError, ConfigError, GanforgeError, MissingDependency
 from ganforge.provenance.metadata import PREFIX
 from ganforge.serve.batching import MicroBatcher, ModelWorker, QueueFull
 
@@ -649,8 +649,14 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         if verify_image is None:
             raise ApiError(501, "verify is not available in this ganforge build "
                                 "(ganforge.provenance.verify is missing)")
-        result = await server.worker.call(verify_image, data)
-        return _jsonable(result.as_dict())
+        def run() -> dict[str, Any]:
+            try:
+                return verify_image(data).as_dict()
+            except CheckpointError as exc:  # no detector here: watermark and metadata answer
+                result = verify_image(data, use_detector=False).as_dict()
+                return {**result, "detector_unavailable": str(exc)}
+
+        return _jsonable(await server.worker.call(run))
 
     return app
 
