@@ -346,7 +346,7 @@ def test_api_fuzzed_from_its_schema_gives_no_server_error(
     def fuzz(operation: object) -> None:
         label = operation.label  # type: ignore[attr-defined]
 
-        @settings(max_examples=12, deadline=None, database=None, derandomize=True,
+        @settings(max_examples=8, deadline=None, database=None, derandomize=True,
                   phases=[Phase.explicit, Phase.generate],
                   suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())  # type: ignore[attr-defined]
