@@ -1,0 +1,411 @@
+"""Text-to-image with a masked generative transformer (MaskGIT, Chang et al. 2022; Muse-style
+text conditioning) over the codes of a trained image tokenizer (:mod:`ganforge.models.vqgan`).
+
+Training: the images are turned into code grids once, with the tokenizer; each step masks a
+share cos(pi/2 r), r ~ U(0, 1), of every grid and the bidirectional transformer predicts the
+masked codes (cross-entropy with label smoothing), reading the caption's token states by
+cross-attention. With probability ``caption_dropout`` a sample's caption is dropped (the
+transformer sees only its learned null token), which gives classifier-free guidance an
+unconditional model for free.
+
+Sampling: iterative parallel decoding. All positions start masked; at each of ``decode_steps``
+steps every masked position is sampled (temperature), the most confident samples are kept and
+the rest re-masked so that the masked share follows the cosine schedule. Guidance mixes logits:
+uncond + g (cond - uncond); g = 0 is the unconditional model, g = 1 the plain conditional one.
+All randomness of image j comes from one generator seeded by (seed, j).
+
+The exported pipeline holds the tokenizer's codebook and decoder (network ``decoder``, frozen,
+copied from the tokenizer at training time), so a saved model folder is self-contained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganforge.config import from_dict, option
+from ganforge.data.captions import CaptionedImages
+from ganforge.data.images import parse_color
+from ganforge.errors import CheckpointError, ConfigError
+from ganforge.models.base import Family, Optimization
+from ganforge.models.dfgan import MINILM_DIM, CaptionsDataConfig
+from ganforge.models.vqgan import TokenDecoder, VQGANConfig, load_tokenizer
+from ganforge.nn.transformer import MaskedTokenTransformer
+from ganforge.pipelines.base import read_pipeline_config
+from ganforge.text import TextEmbedding, TextEncoder, build_text_encoder
+
+
+class TokenizerMismatch(CheckpointError):
+    """A tokenizer whose codebook or grid is not the one the transformer was trained for."""
+
+
+@dataclass
+class MaskGITConfig:
+    """Transformer, text encoder and sampling defaults of the masked generative model."""
+
+    tokenizer: str = option("", "run folder or saved model of a trained image tokenizer "
+                            "('ganforge train tokenizer')")
+    dim: int = option(256, "width of the transformer")
+    layers: int = option(4, "transformer blocks")
+    heads: int = option(4, "attention heads (must divide --dim)")
+    text_encoder: str = option("tiny", "tiny (trainable transformer) or minilm (frozen, "
+                               "needs ganforge[minilm])")
+    text_dim: int = option(256, "width of the tiny text encoder")
+    text_layers: int = option(4, "layers of the tiny text encoder")
+    max_tokens: int = option(64, "longest prompt the tiny encoder reads, in UTF-8 bytes")
+    caption_dropout: float = option(0.1, "share of training samples whose caption is dropped "
+                                    "(the unconditional model that guidance needs)")
+    label_smoothing: float = option(0.1, "label smoothing of the masked-token cross-entropy")
+    lr: float = option(3e-4, "AdamW learning rate")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    beta1: float = option(0.9, "AdamW beta1")
+    beta2: float = option(0.96, "AdamW beta2")
+    decode_steps: int = option(12, "default parallel decoding steps when sampling")
+    guidance: float = option(2.0, "default classifier-free guidance scale (0 = unconditional, "
+                             "1 = plain conditional)")
+    temperature: float = option(1.0, "default sampling temperature (0 = most likely code)")
+    choice_temperature: float = option(4.5, "randomness of which sampled codes are kept early "
+                                       "in decoding (MaskGIT's Gumbel noise scale)")
+
+    def validate(self) -> MaskGITConfig:
+        """Check values; raise ConfigError naming the first bad one."""
+        if not self.tokenizer:
+            raise ConfigError("--tokenizer is required: the run folder of a trained tokenizer "
+                              "(ganforge train tokenizer)")
+        for name in ("dim", "layers", "heads", "text_dim", "text_layers", "max_tokens",
+                     "decode_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.dim % self.heads:
+            raise ConfigError(f"--heads {self.heads} must divide --dim {self.dim}")
+        if self.text_encoder not in ("tiny", "minilm"):
+            raise ConfigError(f"--text-encoder {self.text_encoder!r} is unknown; "
+                              "known: tiny, minilm")
+        if not 0.0 <= self.caption_dropout < 1.0:
+            raise ConfigError(f"--caption-dropout must be in [0, 1), got {self.caption_dropout}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        check_sampling(self.guidance, self.temperature, self.decode_steps)
+        return self
+
+    def text_encoder_config(self) -> dict[str, Any]:
+        """What ``build_text_encoder`` needs."""
+        if self.text_encoder == "minilm":
+            return {"kind": "minilm"}
+        heads = next(h for h in (4, 2, 1) if self.text_dim % h == 0)
+        return {"kind": "tiny", "dim": self.text_dim, "layers": self.text_layers,
+                "heads": heads, "max_tokens": self.max_tokens}
+
+
+def check_sampling(guidance: float, temperature: float, decode_steps: int,
+                   positions: int | None = None) -> None:
+    """Raise ConfigError for a negative guidance or temperature, or decoding steps outside
+    1..positions."""
+    if not math.isfinite(guidance) or guidance < 0:
+        raise ConfigError(f"guidance must be a number >= 0, got {guidance}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ConfigError(f"temperature must be a number >= 0, got {temperature}")
+    top = positions if positions is not None else 4096
+    if not 1 <= decode_steps <= top:
+        raise ConfigError(f"decode steps must be in 1..{top}, got {decode_steps}")
+
+
+def _tokenizer_config(path: str) -> tuple[VQGANConfig, dict[str, Any]]:
+    """The tokenizer model config and info saved at ``path``, checked to be a tokenizer."""
+    folder, saved = read_pipeline_config(path)
+    if saved.get("task") != "image-tokenizer":
+        raise ConfigError(f"--tokenizer {path}: {folder} holds a {saved.get('task')!r} model, "
+                          "expected an image tokenizer (ganforge train tokenizer)")
+    return from_dict(VQGANConfig, saved["model"], where=str(folder)), saved.get("info", {})
+
+
+def decoder_digest(decoder: nn.Module) -> str:
+    """A short fingerprint of a token decoder's weights (to notice a changed tokenizer)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name, value in sorted(decoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_tokenizer(transformer: MaskedTokenTransformer, decoder: TokenDecoder, grid: int,
+                    where: str) -> None:
+    """Raise TokenizerMismatch unless the decoder's codebook and the grid are the
+    transformer's."""
+    if (decoder.codebook_size, grid * grid) != (transformer.codebook_size, transformer.positions):
+        trained = math.isqrt(transformer.positions)
+        raise TokenizerMismatch(
+            f"{where}: the tokenizer has {decoder.codebook_size} codes on a {grid}x{grid} grid, "
+            f"but the transformer was trained for {transformer.codebook_size} codes on a "
+            f"{trained}x{trained} grid")
+
+
+class TokenizedCaptions:
+    """Captioned images as code grids: batch {"codes": [B, g*g] int64, "captions": [B str]}.
+
+    Batches come from :class:`CaptionedImages` (so flips, balancing and caption choice are
+    its own); each image is looked up by its pixels in a table of codes computed once.
+    """
+
+    def __init__(self, data: CaptionedImages, table: dict[bytes, torch.Tensor]):
+        self.data, self.table = data, table
+
+    @staticmethod
+    def key(image: torch.Tensor) -> bytes:
+        """The table key of one uint8 image [3, H, W]."""
+        return hashlib.blake2b(image.contiguous().numpy().tobytes(), digest_size=16).digest()
+
+    def codes_of(self, images: torch.Tensor) -> torch.Tensor:
+        """Codes [B, g*g] of float images [B, 3, H, W] in [-1, 1] from this dataset."""
+        pixels = images.add(1).mul(127.5).round().to(torch.uint8).cpu()
+        return torch.stack([self.table[self.key(image)] for image in pixels])
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batch(self, indices: torch.Tensor, epoch: int) -> dict[str, Any]:
+        batch = self.data.batch(indices, epoch)
+        return {"codes": self.codes_of(batch["images"]), "captions": batch["captions"]}
+
+    def preview(self, count: int) -> dict[str, Any]:
+        batch = self.data.preview(count)
+        return {"images": batch["images"], "codes": self.codes_of(batch["images"]),
+                "captions": batch["captions"]}
+
+
+@torch.no_grad()
+def decode_tokens(transformer: MaskedTokenTransformer, text: TextEmbedding | None,
+                  seeds: torch.Tensor, steps: int, guidance: float, temperature: float,
+                  choice_temperature: float) -> torch.Tensor:
+    """Iterative parallel decoding: codes [B, N] for B seeds (``text`` None, or guidance 0:
+    the unconditional model). Image j's randomness comes from ``seeds[j]`` alone."""
+    device = transformer.position.device
+    n, k = transformer.positions, transformer.codebook_size
+    b = len(seeds)
+    uniforms = torch.stack([torch.rand(2, steps, n, generator=torch.Generator().manual_seed(
+        int(s))) for s in seeds.tolist()]).to(device)  # [B, 2, steps, N]
+    tokens = torch.full((b, n), transformer.mask_id, dtype=torch.long, device=device)
+    unconditional = transformer.unconditional_context(b)
+    conditional = None
+    if text is not None and guidance != 0:
+        conditional = transformer.context(text.tokens.to(device), text.mask.to(device))
+    for t in range(steps):
+        masked = tokens == transformer.mask_id
+        if conditional is None:
+            logits = transformer(tokens, *unconditional).float()
+        else:
+            logits = transformer(tokens, *conditional).float()
+            if guidance != 1:
+                base = transformer(tokens, *unconditional).float()
+                logits = base + guidance * (logits - base)
+        if temperature == 0:
+            sampled = logits.argmax(-1)
+            probs = logits.softmax(-1)
+        else:
+            probs = (logits / temperature).softmax(-1)
+            cdf = probs.cumsum(-1)
+            sampled = torch.searchsorted(cdf, uniforms[:, 0, t, :, None].contiguous()).squeeze(-1)
+            sampled = sampled.clamp_max(k - 1)
+        sampled = torch.where(masked, sampled, tokens)
+        keep_masked = math.floor(n * math.cos(math.pi / 2 * (t + 1) / steps))
+        keep_masked = max(0, min(keep_masked, int(masked.sum(1).min()) - 1))
+        if keep_masked == 0:
+            tokens = sampled
+            continue
+        confidence = probs.gather(-1, sampled[..., None]).squeeze(-1).clamp_min(1e-30).log()
+        gumbel = -torch.log(-torch.log(uniforms[:, 1, t].clamp(1e-20, 1 - 1e-7)))
+        confidence = confidence + choice_temperature * (1 - (t + 1) / steps) * gumbel
+        confidence = torch.where(masked, confidence, torch.full_like(confidence, math.inf))
+        remask = torch.zeros_like(masked)
+        remask.scatter_(1, confidence.argsort(1)[:, :keep_masked], True)
+        tokens = torch.where(remask, torch.full_like(tokens, transformer.mask_id), sampled)
+    return tokens
+
+
+class MaskGIT(Family):
+    """Text-to-image masked generative transformer over the codes of an image tokenizer."""
+
+    name = "maskgit"
+    task = "text-to-image"
+    ModelConfig = MaskGITConfig
+    DataConfig = CaptionsDataConfig
+    ema_networks = ("transformer", "text_encoder", "decoder")
+    compile_networks = ("transformer",)
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "batch_size": 32, "lr_decay_start": 0.8, "ema_decay": 0.999, "sample_every": 500,
+        "checkpoint_every": 1000, "num_samples": 8}
+
+    def __init__(self, model_config: MaskGITConfig):
+        super().__init__(model_config)
+        self.frozen_text: TextEncoder | None = None
+        if "text_encoder" not in self.networks:
+            self.frozen_text = build_text_encoder(model_config.text_encoder_config())
+        self.tokenizer_digest = decoder_digest(self.networks["decoder"])
+
+    @classmethod
+    def _networks(cls, c: MaskGITConfig, tokenizer: VQGANConfig) -> dict[str, nn.Module]:
+        nets: dict[str, nn.Module] = {}
+        if c.text_encoder == "tiny":
+            nets["text_encoder"] = build_text_encoder(c.text_encoder_config())
+        text_dim = c.text_dim if c.text_encoder == "tiny" else MINILM_DIM
+        nets["transformer"] = MaskedTokenTransformer(
+            tokenizer.codebook_size, tokenizer.grid ** 2, text_dim, c.dim, c.layers, c.heads)
+        nets["decoder"] = TokenDecoder(tokenizer).requires_grad_(False)
+        return nets
+
+    @classmethod
+    def build(cls, model_config: MaskGITConfig) -> dict[str, nn.Module]:
+        _tokenizer_config(model_config.tokenizer)  # a clear error for anything else
+        tokenizer = load_tokenizer(model_config.tokenizer)
+        nets = cls._networks(model_config, tokenizer.config())
+        nets["decoder"] = tokenizer.token_decoder()
+        return nets
+
+    @classmethod
+    def build_inference(cls, model_config: MaskGITConfig,
+                        info: dict[str, Any] | None = None) -> dict[str, nn.Module]:
+        if not info or "tokenizer" not in info:
+            raise CheckpointError("maskgit model config has no 'tokenizer' settings in its "
+                                  "info: it was not exported by ganforge train maskgit")
+        tokenizer = from_dict(VQGANConfig, info["tokenizer"], where="maskgit tokenizer info")
+        if (tokenizer.codebook_size, tokenizer.grid) != (info.get("codebook_size"),
+                                                         info.get("grid")):
+            raise TokenizerMismatch(
+                f"maskgit info says {info.get('codebook_size')} codes on a {info.get('grid')} "
+                f"grid, its tokenizer {tokenizer.codebook_size} codes on a {tokenizer.grid} grid")
+        return cls._networks(model_config, tokenizer)
+
+    @classmethod
+    def pipeline_info(cls, model_config: MaskGITConfig,
+                      data_config: CaptionsDataConfig) -> dict[str, Any]:
+        from ganforge.config import to_dict
+
+        tokenizer, _ = _tokenizer_config(model_config.tokenizer)
+        return {"size": tokenizer.size, "grid": tokenizer.grid,
+                "codebook_size": tokenizer.codebook_size, "text_condition": "tokens",
+                "tokenizer": to_dict(tokenizer), "background": data_config.background,
+                "decode_steps": model_config.decode_steps, "guidance": model_config.guidance,
+                "temperature": model_config.temperature,
+                "choice_temperature": model_config.choice_temperature}
+
+    def load_data(self, data_config: CaptionsDataConfig, seed: int) -> TokenizedCaptions:
+        device = next(self.networks["transformer"].parameters()).device
+        tokenizer = load_tokenizer(self.config.tokenizer, device=device)
+        data = CaptionedImages.load(
+            data_config.captions, tokenizer.size, parse_color(data_config.background),
+            image_template=data_config.image_template or None,
+            split=data_config.split or None, flip=data_config.flip,
+            allow_upscale=data_config.allow_upscale, seed=seed,
+            balance_by=data_config.balance_by or None)
+        if self.config.text_encoder == "tiny":
+            limit = self.config.max_tokens - 2  # [BOS] and [EOS]
+            long = sum(len(c.lower().encode()) > limit for caps in data.captions for c in caps)
+            if long:
+                warnings.warn(f"{long} caption(s) are longer than --max-tokens "
+                              f"{self.config.max_tokens} bytes allow; they are truncated in "
+                              f"training", stacklevel=2)
+        images = data.images
+        if data_config.flip:
+            images = torch.cat([images, images.flip(-1)])
+        codes = tokenizer.encode(images.float().div(127.5).sub(1)).flatten(1).cpu()
+        table = {TokenizedCaptions.key(image): row for image, row in zip(images, codes,
+                                                                         strict=True)}
+        return TokenizedCaptions(data, table)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c, n = self.config, self.networks
+        params = list(n["transformer"].parameters())
+        if "text_encoder" in n:
+            params += list(n["text_encoder"].parameters())
+        return {"transformer": torch.optim.AdamW(params, lr=c.lr, betas=(c.beta1, c.beta2),
+                                                 weight_decay=c.weight_decay)}
+
+    def encode_text(self, nets: Mapping[str, nn.Module], prompts: Sequence[str]
+                    ) -> TextEmbedding:
+        """Token states of the prompts (a frozen encoder runs without gradients)."""
+        if "text_encoder" in nets:
+            with warnings.catch_warnings():  # truncation was reported once at load time
+                warnings.simplefilter("ignore")
+                return nets["text_encoder"].encode(prompts)
+        assert self.frozen_text is not None
+        with torch.no_grad():
+            device = next(self.networks.parameters()).device
+            return self.frozen_text.to(device).encode(prompts)
+
+    def step(self, nets: Mapping[str, nn.Module], batch: dict[str, Any],
+             opt: Optimization) -> dict[str, torch.Tensor]:
+        c = self.config
+        codes = batch["codes"]
+        b, n = codes.shape
+        transformer = self.networks["transformer"]
+        device = codes.device
+        ratio = torch.cos(torch.rand(b, device=device) * math.pi / 2)
+        count = (ratio * n).ceil().clamp(1, n)
+        rank = torch.rand(b, n, device=device).argsort(1).argsort(1)
+        masked = rank < count[:, None]
+        inputs = codes.masked_fill(masked, transformer.mask_id)
+        keep_text = torch.rand(b, device=device) >= c.caption_dropout
+        with opt.autocast():
+            text = self.encode_text(nets, batch["captions"])
+            context, context_mask = transformer.context(text.tokens, text.mask, keep_text)
+            logits = nets["transformer"](inputs, context, context_mask)
+            loss = F.cross_entropy(logits[masked].float(), codes[masked],
+                                   label_smoothing=c.label_smoothing)
+        opt.minimize("transformer", loss)
+        accuracy = (logits[masked].argmax(-1) == codes[masked]).float().mean()
+        return {"ce": loss.detach(), "masked_accuracy": accuracy.detach()}
+
+    @torch.no_grad()
+    def sample_rows(self, nets: Mapping[str, nn.Module],
+                    batch: dict[str, Any]) -> list[torch.Tensor]:
+        real, codes = batch["images"], batch["codes"]
+        decoder = nets["decoder"]
+        grid = math.isqrt(codes.shape[1])
+        text = self.encode_text(nets, batch["captions"])
+        seeds = torch.arange(len(codes))
+        c = self.config
+        generated = decode_tokens(nets["transformer"], text, seeds, c.decode_steps, c.guidance,
+                                  c.temperature, c.choice_temperature)
+        return [real, decoder.decode(codes.view(-1, grid, grid)),
+                decoder.decode(generated.view(-1, grid, grid))]
+
+    @classmethod
+    def generate(cls, nets: Mapping[str, nn.Module], info: dict[str, Any], text: Any,
+                 noise: torch.Tensor, guidance: float | None = None,
+                 temperature: float | None = None, decode_steps: int | None = None,
+                 **options: Any) -> torch.Tensor:
+        """Images [B, 3, S, S] in [-1, 1] for text token states (a TextEmbedding of B prompts)
+        and ``noise``: B per-image seeds (int64). Sampling settings default to the model's."""
+        if options:
+            raise ConfigError(f"maskgit models take no {', '.join(sorted(options))} option")
+        transformer, decoder = nets["transformer"], nets["decoder"]
+        grid = int(info["grid"])
+        check_tokenizer(transformer, decoder, grid, "maskgit pipeline")
+        guidance = float(info.get("guidance", 2.0) if guidance is None else guidance)
+        temperature = float(info.get("temperature", 1.0) if temperature is None
+                            else temperature)
+        steps = int(info.get("decode_steps", 12) if decode_steps is None else decode_steps)
+        check_sampling(guidance, temperature, steps, transformer.positions)
+        codes = decode_tokens(transformer, text, noise, steps, guidance, temperature,
+                              float(info.get("choice_temperature", 4.5)))
+        return decoder.decode(codes.view(-1, grid, grid))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokenizer_digest": self.tokenizer_digest}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("tokenizer_digest")
+        if saved is not None and saved != self.tokenizer_digest:
+            raise TokenizerMismatch(
+                f"tokenizer {Path(self.config.tokenizer)} has changed since this run started "
+                "(its codebook or decoder weights differ): its codes would not be the ones the "
+                "transformer learnt; resume with the original tokenizer or start a new run")
