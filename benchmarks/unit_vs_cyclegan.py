@@ -2,14 +2,20 @@
 
 The split, the data and the step budget are those of ``benchmarks/emoji_translation.py``
 (15% of base emoji held out by a stable hash; unpaired training folders; no flips). Each family
-is trained with the loop (or an existing run is scored), then both are scored on the same
-validation pairs: paired L1/PSNR/SSIM and FID/KID (``evaluate_translation``), training img/s
-(median of the loop's logged windows), inference img/s (``translate_tensor``, batch 32, after
-a warm-up), and for UNIT the mean L1 between two latent samples of the same input.
+is trained with the loop (a finished run resumes to its end at once; ``--also-score`` adds
+existing runs), then all are scored on the same validation pairs: paired L1/PSNR/SSIM
+(``evaluate_translation``), FID against the true google images on the first ``--fid-images``
+pairs (real features computed once), training img/s (median of the loop's logged windows),
+inference img/s (``translate_tensor``, batch 32, after a warm-up), and for UNIT the mean
+absolute difference (in [0, 1] units) between two latent samples of the same input.
 
-    # CPU (about 10 min; reuse the CycleGAN run emoji_translation.py wrote)
-    python benchmarks/unit_vs_cyclegan.py --out /tmp/unit-vs-cyclegan --steps 600 \
-        --batch-size 4 --channels 16 --device cpu --cyclegan-run /tmp/emojirun/run
+    # CPU, in runs of <= 10 min: train each family (two processes), then score all three
+    python benchmarks/unit_vs_cyclegan.py --out /tmp/uvc --steps 200 --families unit \
+        --fid-images 0 --device cpu
+    python benchmarks/unit_vs_cyclegan.py --out /tmp/uvc --steps 200 --families cyclegan \
+        --fid-images 0 --device cpu
+    python benchmarks/unit_vs_cyclegan.py --out /tmp/uvc --steps 200 --fid-images 96 \
+        --also-score cyclegan-1500=/tmp/emojirun/run --device cpu
     # GPU: both families, the published widths
     python benchmarks/unit_vs_cyclegan.py --out runs/unit-vs-cyclegan --steps 6000 \
         --batch-size 16 --channels 64 --device cuda
@@ -28,6 +34,7 @@ from emoji_translation import result_device, split_folders
 
 from ganforge.config import RunConfig
 from ganforge.data.images import image_grid
+from ganforge.metrics.fid import InceptionFeatures, fid_from_features
 from ganforge.metrics.translation import evaluate_translation
 from ganforge.pipelines import ImageToImagePipeline
 from ganforge.train.loop import train
@@ -73,19 +80,32 @@ def inference_images_per_second(pipe: ImageToImagePipeline, images: torch.Tensor
     return len(images) / (time.perf_counter() - start)
 
 
+def fid_to_target(features: InceptionFeatures, fakes: torch.Tensor, real_feats: object,
+                  batch_size: int = 32) -> float:
+    """FID of fakes [N, 3, H, W] in [-1, 1] against precomputed target features."""
+    return fid_from_features(features.features_of(fakes.add(1).div(2).cpu(), batch_size,
+                                                  False), real_feats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="/work/shared/data/emoji")
     parser.add_argument("--out", default="runs/unit-vs-cyclegan")
+    parser.add_argument("--families", default="unit,cyclegan",
+                        help="families to train (if not yet trained in OUT) and score")
+    parser.add_argument("--also-score", action="append", default=[], metavar="NAME=RUN",
+                        help="also score this finished run (same split, e.g. the CycleGAN run "
+                        "emoji_translation.py wrote)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--channels", type=int, default=16, help="both families' first layer")
     parser.add_argument("--unit-blocks", type=int, default=4)
     parser.add_argument("--shared-blocks", type=int, default=1)
     parser.add_argument("--cyclegan-blocks", type=int, default=6)
-    parser.add_argument("--cyclegan-run", help="score this finished CycleGAN run (trained on "
-                        "the same split, e.g. by emoji_translation.py) instead of training one")
+    parser.add_argument("--fid-images", type=int, default=-1, help="FID on the first N "
+                        "validation pairs (-1: all; 0: none; InceptionV3 takes ~0.7 s per "
+                        "image on one busy CPU thread)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -95,51 +115,64 @@ def main() -> None:
     out = Path(args.out)
     folders = split_folders(Path(args.data), out / "data")
     device = result_device(args.device)
-    runs = {"unit": out / "unit", "cyclegan": Path(args.cyclegan_run or out / "cyclegan")}
+    runs = {family: out / family for family in args.families.split(",") if family}
+    runs.update(dict(item.split("=", 1) for item in args.also_score))
+    val_a = sorted(folders["val_twitter"].glob("*.png"))
+    val_b = [folders["val_google"] / p.name for p in val_a]
+    fid_count = len(val_a) if args.fid_images < 0 else args.fid_images
+    features = InceptionFeatures.load(args.fid_weights, device=device) if fid_count else None
+    real_feats = None
     summary: dict[str, dict[str, object]] = {}
     pipes = {}
-    for family, run_dir in runs.items():
-        config = run_config(family, args, folders)
+    for name, run_dir in runs.items():
+        run_dir = Path(run_dir)
         started = time.perf_counter()
-        if family == "unit" or not args.cyclegan_run:
-            train(config, run_dir, resume=(run_dir / "config.json").exists())
+        if name in ("unit", "cyclegan"):
+            train(run_config(name, args, folders), run_dir,
+                  resume=(run_dir / "config.json").exists())
         train_seconds = time.perf_counter() - started
-        pipe = pipes[family] = ImageToImagePipeline.from_pretrained(run_dir, device=device)
+        pipe = pipes[name] = ImageToImagePipeline.from_pretrained(run_dir, device=device)
         report = evaluate_translation(pipe, folders["val_twitter"], folders["val_google"],
-                                      direction="a2b", fid_weights=args.fid_weights,
+                                      direction="a2b", fid_weights=out / "no-fid-here",
                                       progress=False)
-        print(f"== {family}\n{report.table()}")
-        sources = pipe.preprocess(sorted(folders["val_twitter"].glob("*.png")))
-        summary[family] = {
-            "run": str(run_dir), "config": json.loads((run_dir / "config.json").read_text()),
+        sources = pipe.preprocess(val_a)
+        entry = summary[name] = {
+            "run": str(run_dir), "family": pipe.family,
+            "config": json.loads((run_dir / "config.json").read_text()),
             "trained_steps": pipe.trained_steps, "train_seconds_this_call": train_seconds,
             "train_images_per_second": train_images_per_second(run_dir),
             "inference_images_per_second": inference_images_per_second(pipe, sources),
             **report.as_dict()}
-        if family == "unit":
+        if features is not None:
+            if real_feats is None:
+                real_feats = features.features_of(
+                    pipe.preprocess(val_b[:fid_count]).add(1).div(2), 32, False)
+            entry["translation"]["fid"] = fid_to_target(
+                features, pipe.translate_tensor(sources[:fid_count]), real_feats)
+            entry["fid_images"] = fid_count
+        if pipe.family == "unit":
             gens = [[torch.Generator().manual_seed(s) for _ in sources[:64]] for s in (1, 2)]
             first, second = (pipe.translate_tensor(sources[:64], "a2b", generator=g)
                              for g in gens)
-            summary[family]["sample_to_sample_l1"] = float((first - second).abs().mean() / 2)
-            summary[family]["sampled_inference_images_per_second"] = \
-                inference_images_per_second(pipe, sources[:64], batch_size=len(sources[:64]),
-                                            generator=torch.Generator().manual_seed(0))
+            entry["sample_to_sample_l1"] = float((first - second).abs().mean() / 2)
+        print(f"== {name} ({pipe.trained_steps} steps)\n{report.table()}"
+              + (f"\nfid ({fid_count} images) {entry['translation']['fid']:.1f}"
+                 if fid_count else ""))
 
-    sources = sorted(folders["val_twitter"].glob("*.png"))[:8]
-    inputs = pipes["unit"].preprocess(sources)
-    rows = [inputs, pipes["unit"].translate_tensor(inputs).cpu(),
-            pipes["cyclegan"].translate_tensor(inputs).cpu(),
-            pipes["unit"].preprocess([folders["val_google"] / s.name for s in sources])]
+    inputs = next(iter(pipes.values())).preprocess(val_a[:8])
+    rows = [inputs, *(pipe.translate_tensor(inputs).cpu() for pipe in pipes.values()),
+            next(iter(pipes.values())).preprocess(val_b[:8])]
     image_grid(rows).save(out / "val_grid.png")
-    summary["device"] = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+    summary["device"] = {"name": torch.cuda.get_device_name() if device.startswith("cuda")
+                         else "cpu", "threads": torch.get_num_threads()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    for family in ("unit", "cyclegan"):
-        s = summary[family]
-        print(f"{family:<9} L1 {s['translation']['l1']:.3f}  PSNR {s['translation']['psnr']:.2f}"
-              f"  SSIM {s['translation']['ssim']:.3f}  FID {s['translation'].get('fid', 0):.1f}"
-              f"  train {s['train_images_per_second']:.1f} img/s"
-              f"  inference {s['inference_images_per_second']:.1f} img/s")
-    print(f"grid (twitter, UNIT, CycleGAN, google): {out / 'val_grid.png'}")
+    for name, pipe in pipes.items():
+        s, t = summary[name], summary[name]["translation"]
+        print(f"{name:<14} steps {pipe.trained_steps:>5}  L1 {t['l1']:.3f}  PSNR "
+              f"{t['psnr']:.2f}  SSIM {t['ssim']:.3f}  FID {t.get('fid', float('nan')):.1f}  "
+              f"train {s['train_images_per_second']:.1f} img/s  "
+              f"inference {s['inference_images_per_second']:.1f} img/s")
+    print(f"grid (twitter, {', '.join(pipes)}, google): {out / 'val_grid.png'}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.config import option
+from ganforge.data.datasets import UnpairedImages
 from ganforge.errors import ConfigError
 from ganforge.models.base import Family, Optimization
 from ganforge.models.cyclegan import CycleGAN, UnpairedDataConfig
@@ -180,8 +181,6 @@ class UNIT(Family):
     ModelConfig = UNITConfig
     DataConfig = UnpairedDataConfig
     ema_networks = ("enc_a", "enc_b", "enc_shared", "dec_shared", "dec_a", "dec_b")
-    #: the same folders, sizes and augmentation as CycleGAN
-    load_data = CycleGAN.load_data
 
     def __init__(self, model_config: UNITConfig):
         super().__init__(model_config)
@@ -225,6 +224,15 @@ class UNIT(Family):
         mu = encode(nets, source, images)
         z = mu if generator is None else mu + latent_noise(mu, generator)
         return decode(nets, target, nets["dec_shared"](z))
+
+    def load_data(self, data_config: UnpairedDataConfig, seed: int) -> UnpairedImages:
+        """The same folders, sizes and augmentation as CycleGAN; the size must halve
+        ``downsamplings`` times."""
+        factor = 2 ** self.config.downsamplings
+        if data_config.size % factor:
+            raise ConfigError(f"--size {data_config.size} is not a multiple of {factor} "
+                              f"(2^--downsamplings {self.config.downsamplings})")
+        return CycleGAN.load_data(self, data_config, seed)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c, n = self.config, self.networks
