@@ -21,7 +21,7 @@ from ganforge.train.loop import train
 SIZE = 16
 TINY = {"num_domains": 3, "size": SIZE, "channels": 8, "max_channels": 32, "downsamplings": 1,
         "bottleneck_blocks": 1, "style_dim": 16, "latent_dim": 8, "mapping_layers": 2,
-        "mapping_channels": 32, "lr": 1e-3, "mapping_lr": 1e-4, "diversity_weight": 0.1}
+        "mapping_channels": 32, "lr": 1e-3, "mapping_lr": 1e-3, "diversity_weight": 0.1}
 
 
 def palette_of(images: torch.Tensor) -> torch.Tensor:
@@ -51,8 +51,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     val = write_palette_domains(root / "val", count=12, size=SIZE, seed=1)
     config = RunConfig(family="stargan", model=dict(TINY),
                        data={"domains": ",".join(map(str, folders))},
-                       train={"steps": 200, "batch_size": 8, "log_every": 50, "seed": 0,
-                              "sample_every": 200, "checkpoint_every": 200, "progress": False,
+                       train={"steps": 150, "batch_size": 8, "log_every": 50, "seed": 0,
+                              "sample_every": 150, "checkpoint_every": 150, "progress": False,
                               "ema_decay": 0.99})
     run = root / "run"
     train(config, run)
