@@ -14,6 +14,8 @@ from typing import Any
 from ganforge.config import RunConfig, TrainConfig, field_type, from_dict, to_dict
 from ganforge.errors import ConfigError, DataError, GanforgeError
 
+NO_WATERMARK_HELP = ("do not embed the invisible ganforge watermark (the PNG metadata then "
+                     "says watermark=none)")
 #: loop options that may change when a run is resumed
 RESUMABLE_OPTIONS = {"steps", "device", "progress", "log_every", "sample_every",
                      "checkpoint_every", "keep_checkpoints", "compile"}
@@ -113,6 +115,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise ConfigError(f"--samples must be at least 1, got {args.samples}")
     pipe = ImageToImagePipeline.from_pretrained(args.model, device=args.device)
+    pipe.watermark = not args.no_watermark
     options = _style_options(args, pipe)
     upscaler = _upscaler(args)
     sources = expand_inputs(args.inputs)
@@ -205,7 +208,9 @@ def _upscaler(args: argparse.Namespace) -> Any:
         return None
     from ganforge.pipelines import UpscalePipeline
 
-    return UpscalePipeline.from_pretrained(args.upscale or None, device=args.device)
+    upscaler = UpscalePipeline.from_pretrained(args.upscale or None, device=args.device)
+    upscaler.watermark = not args.no_watermark
+    return upscaler
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
@@ -215,6 +220,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
     check_tiling(args.tile, args.tile_overlap)
     pipe = UpscalePipeline.from_pretrained(args.model, device=args.device)
+    pipe.watermark = not args.no_watermark
     sources = expand_inputs(args.inputs)
     out, written, used = Path(args.out), 0, set()
     for path in sources:
@@ -253,6 +259,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     prompts = check_prompts(args.prompts)
     pipe = TextToImagePipeline.from_pretrained(args.model or DEFAULT_MODEL, device=args.device)
+    pipe.watermark = not args.no_watermark
     upscaler = _upscaler(args)
     out = Path(args.out)
     fields = {"model": pipe.name if args.model else "ganforge default (text2image-emoji-64)",
@@ -369,6 +376,71 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- authenticity
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Watermark, metadata and detector evidence for each image; 1 if any was unreadable."""
+    from ganforge.provenance.detector import load_detector
+    from ganforge.provenance.verify import verify_image
+
+    detector = None if args.no_detector else load_detector(args.detector)
+    results, failed = [], 0
+    for path in expand_inputs(args.images):
+        try:
+            result = verify_image(path, detector=detector, use_detector=not args.no_detector)
+        except DataError as exc:
+            failed += 1
+            results.append({"source": str(path), "verdict": "error", "reason": str(exc)})
+            if not args.json:
+                print(f"{path}: error: {exc}")
+            continue
+        results.append(result.as_dict())
+        if not args.json:
+            print(result.summary())
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def cmd_detector_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ganforge.provenance import detector as det
+
+    if not 0 < args.holdout < 1:
+        raise ConfigError(f"--holdout must be between 0 and 1, got {args.holdout}")
+    real = det.load_images(args.real, args.limit, args.seed)
+    fake = det.load_images(args.fake, args.limit, args.seed) if args.fake else []
+    if args.model:
+        sources = det.load_images(args.sources or args.real, args.limit, args.seed)
+        fake += det.generate_fakes(args.model, args.num_fakes, args.seed, sources=sources,
+                                   device=args.device)
+    if not fake:
+        raise ConfigError("give generated images: --fake DIR and/or --model RUN "
+                          "(--num-fakes N are generated from it)")
+    rng = np.random.default_rng(args.seed)
+
+    def split(images: list) -> tuple[list, list]:
+        order = rng.permutation(len(images))
+        cut = max(1, round(len(images) * args.holdout))
+        return [images[i] for i in order[cut:]], [images[i] for i in order[:cut]]
+
+    real_train, real_test = split(real)
+    fake_train, fake_test = split(fake)
+    detector = det.train_detector(real_train, fake_train, epochs=args.epochs, seed=args.seed,
+                                  device=_device(args.device), progress=not args.no_progress)
+    report = {"held_out": detector.evaluate(real_test, fake_test)}
+    if args.test_fake:
+        unseen = det.load_images(args.test_fake, args.limit, args.seed)
+        report["unseen_family"] = detector.evaluate(real_test, unseen)
+    detector.info["evaluation"] = report
+    detector.save(args.out)
+    for name, figures in report.items():
+        print(f"{name}: AUC {figures['auc']:.3f}, accuracy {figures['accuracy']:.3f} "
+              f"({figures['real']} real, {figures['generated']} generated)")
+    print(f"detector written to {args.out}")
+    return 0
+
+
 # ------------------------------------------------------------------------------ data
 def cmd_data_animal_mnist(args: argparse.Namespace) -> int:
     from ganforge.data.animal_mnist import build_animal_mnist
@@ -477,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upscale", nargs="?", const="", metavar="MODEL",
                    help="upscale the outputs (x4 with the shipped upscaler, or MODEL)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
     p.set_defaults(handler=cmd_generate)
 
     p = sub.add_parser("translate", help="translate images with a trained image-to-image model")
@@ -496,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the --samples draws")
     p.add_argument("--upscale", nargs="?", const="", metavar="MODEL",
                    help="upscale the outputs (x4 with the shipped upscaler, or MODEL)")
+    p.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
     p.set_defaults(handler=cmd_translate)
 
     p = sub.add_parser("upscale", help="super-resolution: make images larger (x4 by default)")
@@ -508,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-overlap", type=int, default=16, help="input pixels by which tiles "
                    "overlap and are blended (default: 16)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
     p.set_defaults(handler=cmd_upscale)
 
     p = sub.add_parser("evaluate", help="measure a model against real data; write a report",
@@ -570,6 +645,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_audit)
+
+    p = sub.add_parser("verify", help="is an image generated? watermark, metadata, detector")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--detector", help="detector folder (default: the shipped emoji detector)")
+    p.add_argument("--no-detector", action="store_true", help="skip the detector")
+    p.set_defaults(handler=cmd_verify)
+
+    p_det = sub.add_parser("detector", help="detector of generated images")
+    dets = p_det.add_subparsers(dest="action", required=True)
+    p = dets.add_parser("train", help="train a detector on real vs generated images")
+    p.add_argument("--real", required=True, help="folder of real images")
+    p.add_argument("--fake", help="folder of generated images")
+    p.add_argument("--model", metavar="RUN", help="generate (unwatermarked) images from "
+                   "this run or saved model")
+    p.add_argument("--num-fakes", type=int, default=1000, help="images generated by --model")
+    p.add_argument("--sources", help="image-to-image --model: images to translate "
+                   "(default: --real)")
+    p.add_argument("--test-fake", metavar="DIR", help="generated images of a family left "
+                   "out of training: reported separately")
+    p.add_argument("--out", required=True, help="detector folder to write")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--holdout", type=float, default=0.2, help="share held out for the report")
+    p.add_argument("--limit", type=int, help="at most this many images per folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_detector_train)
 
     p_data = sub.add_parser("data", help="build datasets")
     datas = p_data.add_subparsers(dest="dataset", required=True)

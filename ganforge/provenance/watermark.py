@@ -129,6 +129,7 @@ def _codebook() -> np.ndarray:
     return (1 - 2 * bits).astype(np.float32)
 
 
+@cache
 def _tag_signs() -> np.ndarray:
     return 1.0 - 2.0 * payload_bits(0)[:16]
 
@@ -250,15 +251,13 @@ def _hypotheses(rgb: np.ndarray) -> list[tuple[str | None, np.ndarray]]:
     return out
 
 
-def _decode_grid(grid: np.ndarray) -> np.ndarray:
-    return _soft_bits(_projections(_coefficients(grid))[0])
-
-
-def _best_codeword(soft: np.ndarray) -> tuple[float, int]:
-    """(score, id) of the codeword whose signs agree most with ``soft`` [NUM_BITS]."""
-    rest = _codebook() @ soft[16:].astype(np.float32)
-    model_id = int(np.argmax(rest))
-    return float((_tag_signs() @ soft[:16] + rest[model_id]) / NUM_BITS), model_id
+def _best_codewords(soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores [K] and ids [K] of the codewords whose signs agree most with each row of
+    ``soft`` [K, NUM_BITS]."""
+    rest = _codebook() @ soft[:, 16:].T.astype(np.float32)  # [65536, K]
+    ids = np.argmax(rest, axis=0)
+    scores = (soft[:, :16] @ _tag_signs() + rest[ids, np.arange(len(ids))]) / NUM_BITS
+    return scores, ids
 
 
 def detect(image: Image.Image, expected_id: int | None = None,
@@ -267,11 +266,15 @@ def detect(image: Image.Image, expected_id: int | None = None,
     rgb = _to_rgb_array(image)
     hypotheses = (_hypotheses(rgb) if search_crops
                   else [(None, _resize(_luma(rgb), GRID, GRID))])
-    soft = np.stack([_decode_grid(grid) for _, grid in hypotheses])
+    grids = np.stack([grid.reshape(-1) for _, grid in hypotheses])
+    coeffs = grids @ _basis().T  # [H, len(BAND)]
+    rms = np.maximum(np.sqrt(np.mean(coeffs**2, axis=1, keepdims=True)), MIN_RMS)
+    soft = _soft_bits(coeffs @ _directions().T / rms)
     tag_scores = soft[:, :16] @ _tag_signs()
     order = [0, *[int(i) for i in np.argsort(-tag_scores) if i != 0][:TOP_HYPOTHESES - 1]]
-    best = max(((*_best_codeword(soft[i]), i) for i in order), key=lambda t: t[0])
-    score, model_id, index = best
+    scores, ids = _best_codewords(soft[order])
+    best = int(np.argmax(scores))
+    score, model_id, index = float(scores[best]), int(ids[best]), order[best]
     accuracy = None
     if expected_id is not None:
         accuracy = float(np.mean((soft[index] < 0) == payload_bits(expected_id).astype(bool)))

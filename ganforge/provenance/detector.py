@@ -1,0 +1,286 @@
+"""A detector of generated images: a small CNN that says how likely an image is generated.
+
+It complements the watermark: it needs no cooperation from the generator, so it also speaks
+about images whose mark was removed or never embedded, but it is statistical, learns the
+families it was trained on, and transfers imperfectly to others (see the model card of the
+shipped one, ``ganforge/assets/detector-emoji-64/README.md``). Training re-encodes images as
+JPEG and resizes them at random so that the detector does not rely on traces that one save
+as JPEG erases. Generated training images are made without the watermark: the detector must
+not learn to read the mark.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import ganforge
+from ganforge.errors import CheckpointError, ConfigError, DataError
+from ganforge.train.checkpoint import atomic_replace_dir
+
+DETECTOR_FORMAT = "ganforge-detector-v1"
+DEFAULT_DETECTOR = Path(__file__).resolve().parents[1] / "assets" / "detector-emoji-64"
+SIZE = 64
+
+
+class DetectorNet(nn.Module):
+    """[B, 3, 64, 64] in [-1, 1] -> logits [B] (positive: generated)."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.LeakyReLU(0.2)]
+        channels = width
+        for out in (2 * width, 4 * width, 8 * width, 8 * width):
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.BatchNorm2d(out),
+                       nn.LeakyReLU(0.2)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(channels, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images).mean(dim=(2, 3))).squeeze(1)
+
+
+def prepare(image: Image.Image) -> Image.Image:
+    """An image as the detector sees it: RGB on white, resized to 64x64."""
+    if image.mode in ("RGBA", "LA", "P"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    image = image.convert("RGB")
+    if image.size != (SIZE, SIZE):
+        image = image.resize((SIZE, SIZE), Image.Resampling.BICUBIC)
+    return image
+
+
+def to_batch(images: Sequence[Image.Image]) -> torch.Tensor:
+    """Prepared PIL images -> [B, 3, 64, 64] in [-1, 1]."""
+    arrays = np.stack([np.asarray(prepare(im), dtype=np.float32) for im in images])
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2).div(127.5).sub(1.0)
+
+
+def augment(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A training view: maybe resized down and back, maybe re-encoded as JPEG, maybe flipped."""
+    if rng.random() < 0.3:
+        side = int(rng.integers(SIZE // 2, SIZE))
+        image = image.resize((side, side), Image.Resampling.BICUBIC).resize(
+            (SIZE, SIZE), Image.Resampling.BICUBIC)
+    if rng.random() < 0.5:
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=int(rng.integers(40, 96)))
+        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return image
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U; ties count half)."""
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels).astype(bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        raise ConfigError("AUC needs both real and generated images")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2)
+                 / (positives * negatives))
+
+
+@dataclass
+class Detector:
+    """A trained detector: ``probability(images) -> [N]`` chances of being generated."""
+
+    net: DetectorNet
+    info: dict[str, Any]
+
+    @torch.no_grad()
+    def probability(self, images: Sequence[Image.Image], batch_size: int = 256) -> np.ndarray:
+        """Probability [N] that each image is generated."""
+        self.net.eval()
+        out = [torch.sigmoid(self.net(to_batch(images[i:i + batch_size]))).numpy()
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def evaluate(self, real: Sequence[Image.Image], fake: Sequence[Image.Image]
+                 ) -> dict[str, float]:
+        """AUC and accuracy (threshold 0.5) on real vs generated images."""
+        scores = np.concatenate([self.probability(real), self.probability(fake)])
+        labels = np.concatenate([np.zeros(len(real)), np.ones(len(fake))])
+        return {"auc": roc_auc(labels, scores),
+                "accuracy": float(np.mean((scores >= 0.5) == labels)),
+                "real": len(real), "generated": len(fake)}
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to ``path`` (atomically)."""
+        config = {"format": DETECTOR_FORMAT, "ganforge_version": ganforge.__version__,
+                  "width": self.net.features[0].out_channels, "size": SIZE, **self.info}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+
+        def fill(tmp: Path) -> None:
+            save_file(tensors, str(tmp / "model.safetensors"),
+                      metadata={"format": DETECTOR_FORMAT})
+            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+        atomic_replace_dir(path, fill)
+        return Path(path)
+
+
+def load_detector(path: str | Path | None = None) -> Detector:
+    """A saved detector folder (default: the shipped ``detector-emoji-64``)."""
+    folder = Path(path) if path is not None else DEFAULT_DETECTOR
+    config_file, weights = folder / "config.json", folder / "model.safetensors"
+    if not config_file.is_file() or not weights.is_file():
+        raise CheckpointError(f"no detector at {folder}: expected config.json and "
+                              "model.safetensors (write one with 'ganforge detector train')")
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{config_file} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or config.get("format") != DETECTOR_FORMAT:
+        raise CheckpointError(f"{config_file} is not a ganforge detector config")
+    net = DetectorNet(int(config["width"]))
+    try:
+        net.load_state_dict(load_file(str(weights)))
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise CheckpointError(f"detector weights {weights} cannot be loaded "
+                              f"({str(exc).splitlines()[0]})") from None
+    info = {k: v for k, v in config.items() if k not in ("format", "width", "size")}
+    return Detector(net.eval(), info)
+
+
+def train_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image], epochs: int = 8,
+                   batch_size: int = 64, lr: float = 2e-3, width: int = 16, seed: int = 0,
+                   device: str = "cpu", progress: bool = False) -> Detector:
+    """Train a detector on real vs generated images (balanced by reweighting the loss)."""
+    if len(real) < 2 or len(fake) < 2:
+        raise DataError(f"training a detector needs at least 2 real and 2 generated images, "
+                        f"got {len(real)} and {len(fake)}")
+    if epochs < 1:
+        raise ConfigError(f"epochs must be at least 1, got {epochs}")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = DetectorNet(width).to(device)
+    images = [prepare(im) for im in real] + [prepare(im) for im in fake]
+    labels = np.concatenate([np.zeros(len(real)), np.ones(len(fake))]).astype(np.float32)
+    positive_weight = torch.tensor(len(real) / len(fake), device=device)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=positive_weight)
+    steps = epochs * max(1, len(images) // batch_size)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    start, losses = time.perf_counter(), []
+    net.train()
+    for step in range(steps):
+        index = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
+        batch = to_batch([augment(images[i], rng) for i in index]).to(device)
+        loss = loss_fn(net(batch), torch.from_numpy(labels[index]).to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        schedule.step()
+        losses.append(float(loss.detach()))
+        if progress and (step + 1) % 50 == 0:
+            print(f"step {step + 1}/{steps} loss {np.mean(losses[-50:]):.4f}")
+    info = {"trained_on": {"real": len(real), "generated": len(fake)}, "epochs": epochs,
+            "steps": steps, "seconds": round(time.perf_counter() - start, 1),
+            "final_loss": float(np.mean(losses[-20:]))}
+    return Detector(net.cpu().eval(), info)
+
+
+#: prompts used to make generated training images when no captions are given
+FALLBACK_PROMPTS = (
+    "grinning face", "red heart", "cat face", "dog face", "thumbs up", "smiling face with "
+    "sunglasses", "crying face", "fire", "star", "rocket", "pizza", "birthday cake", "sun",
+    "snowflake", "tree", "flower", "ghost", "robot", "party popper", "waving hand",
+    "face with tears of joy", "winking face", "rainbow", "green apple")
+
+
+def load_images(folder: str | Path, limit: int | None = None, seed: int = 0
+                ) -> list[Image.Image]:
+    """The readable images of a folder (a seeded sample of ``limit`` when given), prepared."""
+    from ganforge.data.images import list_images
+
+    files = list_images(folder)
+    if limit is not None and len(files) > limit:
+        picked = np.random.default_rng(seed).choice(len(files), size=limit, replace=False)
+        files = [files[i] for i in sorted(picked)]
+    images = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                images.append(prepare(im))
+        except (OSError, SyntaxError, ValueError):
+            continue
+    if not images:
+        raise DataError(f"no readable images in {folder}")
+    return images
+
+
+def generate_fakes(model: str | Path, count: int, seed: int = 0,
+                   prompts: Sequence[str] | None = None,
+                   sources: Sequence[Image.Image] | None = None,
+                   device: str = "cpu") -> list[Image.Image]:
+    """``count`` images from a saved model or run, without the watermark.
+
+    Text-to-image models draw from ``prompts`` (default: the run's training captions, else
+    :data:`FALLBACK_PROMPTS`); image-to-image models translate ``sources`` in every direction.
+    """
+    from ganforge.pipelines import ImageToImagePipeline, TextToImagePipeline
+    from ganforge.pipelines.base import read_pipeline_config
+
+    if count < 1:
+        raise ConfigError(f"number of generated images must be at least 1, got {count}")
+    folder, config = read_pipeline_config(model)
+    task = config.get("task")
+    if task == "text-to-image":
+        pipe = TextToImagePipeline.from_pretrained(folder, device=device)
+        pipe.watermark = False
+        pool = list(prompts or _run_captions(Path(model)) or FALLBACK_PROMPTS)
+        rng = np.random.default_rng(seed)
+        chosen = [pool[int(i)] for i in rng.integers(0, len(pool), size=count)]
+        out: list[Image.Image] = []
+        for start in range(0, count, 256):  # one prompt per image, seeds differ per chunk
+            out += pipe(chosen[start:start + 256], num_images=1, seed=seed + start)
+        return out
+    if task == "image-to-image":
+        if not sources:
+            raise ConfigError(f"model {folder} translates images: give source images "
+                              "(--sources DIR, default: the --real folder)")
+        pipe = ImageToImagePipeline.from_pretrained(folder, device=device)
+        pipe.watermark = False
+        directions = pipe.directions or [None]
+        out = []
+        index = 0
+        while len(out) < count:
+            batch = [sources[(index + i) % len(sources)] for i in range(min(64, count))]
+            direction = directions[(index // 64) % len(directions)]
+            out += pipe(batch, direction=direction)
+            index += len(batch)
+        return out[:count]
+    raise ConfigError(f"model {folder} is a {task!r} model; the detector can generate from "
+                      "text-to-image and image-to-image models")
+
+
+def _run_captions(model: Path) -> list[str]:
+    """Training captions of a run folder (empty when ``model`` is not a run with captions)."""
+    from ganforge.data.captions import read_captions
+
+    run_config = model / "config.json"
+    try:
+        captions_file = json.loads(run_config.read_text())["data"]["captions"]
+        pairs, _ = read_captions(captions_file)
+    except (OSError, KeyError, TypeError, json.JSONDecodeError, DataError, ConfigError):
+        return []
+    return sorted({caption for _, captions in pairs for caption in captions})

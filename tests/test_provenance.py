@@ -1,0 +1,181 @@
+"""Authenticity: watermark round trips and false positives, the detector, ``verify``."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance, ImageFilter
+
+from ganforge.cli import main
+from ganforge.data.synthetic import draw_shapes, random_layout
+from ganforge.errors import DataError
+from ganforge.pipelines.base import Pipeline
+from ganforge.provenance import watermark
+from ganforge.provenance.detector import load_detector, train_detector
+from ganforge.provenance.metadata import read_png_metadata, save_png
+from ganforge.provenance.verify import verify_image
+
+MODEL_ID = 0x2F5A
+
+
+def emoji_like(seed: int, size: int = 64) -> Image.Image:
+    """Shapes on white, softened like an antialiased emoji."""
+    image = draw_shapes(random_layout(random.Random(seed), size), size, "a")
+    return image.filter(ImageFilter.GaussianBlur(0.8))
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+EDITS = {
+    "jpeg-75": lambda im: jpeg(im, 75),
+    "jpeg-50": lambda im: jpeg(im, 50),
+    "half-size": lambda im: im.resize((im.width // 2, im.height // 2),
+                                      Image.Resampling.BICUBIC),
+    "crop-10%": lambda im: im.crop((2, 4, 2 + round(0.9 * im.width), 4 + round(0.9 * im.height))),
+    "darker-20%": lambda im: ImageEnhance.Brightness(im).enhance(0.8),
+}
+
+
+@pytest.fixture(scope="module")
+def marked() -> list[tuple[Image.Image, Image.Image]]:
+    return [(im, watermark.embed(im, MODEL_ID)) for im in map(emoji_like, range(3))]
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / mse))
+
+
+def test_mark_is_faint_and_reads_back_exactly(marked) -> None:
+    for clean, image in marked:
+        assert image.size == clean.size and psnr(clean, image) > 33
+        result = watermark.detect(image, expected_id=MODEL_ID)
+        assert result.found and result.model_id == MODEL_ID and result.bit_accuracy == 1.0
+        assert result.undone is None
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_mark_survives_common_edits(marked, edit: str) -> None:
+    results = [watermark.detect(EDITS[edit](image), expected_id=MODEL_ID)
+               for _, image in marked]
+    assert np.mean([r.bit_accuracy for r in results]) >= 0.9, edit
+    assert all(r.found and r.model_id == MODEL_ID for r in results), edit
+
+
+def test_mark_at_upscaled_size_and_on_photo_like_content() -> None:
+    rng = np.random.default_rng(0)
+    smooth = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize(
+        (256, 256), Image.Resampling.BICUBIC)
+    image = watermark.embed(smooth, MODEL_ID)
+    assert psnr(smooth, image) > 33
+    assert watermark.detect(jpeg(image, 75), expected_id=MODEL_ID).model_id == MODEL_ID
+
+
+def test_unmarked_images_are_not_flagged(marked) -> None:
+    rng = np.random.default_rng(1)
+    images = [clean for clean, _ in marked] + [emoji_like(s) for s in range(10, 22)]
+    images += [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+               for _ in range(4)]
+    images += [Image.new("RGB", (64, 64), "white"), Image.new("RGB", (40, 90), (30, 60, 90))]
+    scores = [watermark.detect(im).score for im in images]
+    assert max(scores) < watermark.THRESHOLD
+    assert watermark.false_positive_bound() < 1e-3
+
+
+def test_another_id_and_remarking_read_as_the_last_id(marked) -> None:
+    _, image = marked[0]
+    again = watermark.embed(image, 0x0001)
+    assert watermark.detect(again).model_id == 0x0001
+    with pytest.raises(ValueError, match=r"0\.\.65535"):
+        watermark.payload_bits(1 << 16)
+
+
+def test_pipeline_marks_its_images_deterministically_unless_turned_off(tmp_path: Path) -> None:
+    pipe = Pipeline("test", {}, {}, {"net": torch.nn.Linear(2, 2)})
+    torch.manual_seed(0)
+    tensor = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8) * 2 - 1, size=64,
+                                             mode="bilinear")
+    first, again = pipe.to_images(tensor), pipe.to_images(tensor)
+    assert [a.tobytes() for a in first] == [b.tobytes() for b in again]
+    assert watermark.detect(first[0]).model_id == pipe.watermark_id
+    assert first[0].info["ganforge:watermark"] == watermark.describe(pipe.watermark_id)
+    save_png(first[0], tmp_path / "marked.png", {"prompt": "x"})
+    assert read_png_metadata(tmp_path / "marked.png")["watermark"].startswith(watermark.SCHEME)
+    pipe.watermark = False
+    plain = pipe.to_images(tensor)
+    assert plain[0].info["ganforge:watermark"] == "none"
+    assert not watermark.detect(plain[0]).found
+
+
+def striped(image: Image.Image) -> Image.Image:
+    """A 'generated' look that survives JPEG: faint diagonal stripes of period 4."""
+    array = np.asarray(image, np.float64)
+    y, x = np.mgrid[:64, :64]
+    return Image.fromarray(np.clip(array + 18 * np.sin((x + y) * np.pi / 2)[..., None],
+                                   0, 255).astype(np.uint8))
+
+
+def test_detector_learns_a_synthetic_real_fake_split(tmp_path: Path) -> None:
+    real = [emoji_like(s) for s in range(96)]
+    fake = [striped(emoji_like(s)) for s in range(1000, 1096)]
+    detector = train_detector(real[:64], fake[:64], epochs=6, batch_size=32, width=8, seed=0)
+    figures = detector.evaluate(real[64:], fake[64:])
+    assert figures["auc"] > 0.95 and detector.info["final_loss"] < 0.3, (figures, detector.info)
+    loaded = load_detector(detector.save(tmp_path / "det"))
+    assert np.allclose(loaded.probability(real[64:68]), detector.probability(real[64:68]))
+
+
+def test_verify_verdicts(tmp_path: Path, marked) -> None:
+    clean, image = marked[1]
+    save_png(image, tmp_path / "marked.png", {"prompt": "a red circle", "seed": 3})
+    jpeg(image, 75).save(tmp_path / "stripped.jpg")  # no metadata left
+    clean.save(tmp_path / "plain.png")
+    save_png(clean, tmp_path / "meta.png", {"prompt": "x", "watermark": "none"})
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+
+    result = verify_image(tmp_path / "marked.png", use_detector=False)
+    assert result.verdict == "generated" and result.metadata["prompt"] == "a red circle"
+    assert result.watermark["model_id"] == f"{MODEL_ID:04x}"
+    stripped = verify_image((tmp_path / "stripped.jpg").read_bytes(), use_detector=False)
+    assert stripped.verdict == "generated" and stripped.metadata == {}
+    assert verify_image(tmp_path / "plain.png", use_detector=False).verdict == "no-evidence"
+    assert verify_image(tmp_path / "meta.png", use_detector=False).verdict == "likely-generated"
+    assert verify_image(clean, use_detector=False).as_dict()["verdict"] == "no-evidence"
+    with pytest.raises(DataError, match="not a readable image"):
+        verify_image(tmp_path / "corrupt.png")
+
+
+def test_verify_cli(tmp_path: Path, marked, capsys: pytest.CaptureFixture[str]) -> None:
+    save_png(marked[0][1], tmp_path / "marked.png", {"prompt": "p"})
+    assert main(["verify", str(tmp_path / "marked.png"), "--json"]) == 0
+    [entry] = json.loads(capsys.readouterr().out)
+    assert entry["verdict"] == "generated" and 0 <= entry["detector_probability"] <= 1
+    (tmp_path / "bad.png").write_bytes(b"junk")
+    assert main(["verify", str(tmp_path / "bad.png"), "--no-detector"]) == 1
+    out = capsys.readouterr().out
+    assert "bad.png: error:" in out and "Traceback" not in out
+    assert main(["verify", str(tmp_path / "missing.png")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_detector_train_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for folder, make in (("real", emoji_like), ("fake", lambda s: striped(emoji_like(s)))):
+        (tmp_path / folder).mkdir()
+        for s in range(12):
+            make(s + (500 if folder == "fake" else 0)).save(tmp_path / folder / f"{s}.png")
+    argv = ["detector", "train", "--real", str(tmp_path / "real"), "--epochs", "1",
+            "--no-progress", "--out", str(tmp_path / "det")]
+    assert main(argv) == 1 and "--fake DIR" in capsys.readouterr().err
+    assert main([*argv, "--fake", str(tmp_path / "fake")]) == 0
+    assert "held_out: AUC" in capsys.readouterr().out
+    assert load_detector(tmp_path / "det").info["evaluation"]["held_out"]["real"] >= 1
