@@ -43,7 +43,7 @@ TAG = 0x6A7F  # the 16 bits that say "ganforge"
 #: quantization step of the normalized projections (larger: more robust, more visible)
 STEP = 0.18
 #: mean soft agreement (in [-1, 1]) of the best codeword above which an image counts as marked
-THRESHOLD = 0.65
+THRESHOLD = 0.7
 EMBED_ITERATIONS = 6
 MIN_RMS = 2.0  # a (nearly) flat image: the band's RMS is floored so that nothing divides by 0
 #: crop hypotheses tried when the full image does not decode: kept fraction of each side
@@ -294,10 +294,12 @@ def false_positive_bound(threshold: float = THRESHOLD) -> float:
 
     Under no mark each soft bit is cos of a uniform phase (mean 0, variance 1/2), so one
     codeword's score has standard deviation sqrt(1 / (2 * NUM_BITS)); decoding tries 65536
-    codewords on ``TOP_HYPOTHESES`` grids (a union bound)."""
+    codewords on every candidate grid (the image, brightness and crop hypotheses; a union
+    bound, so pessimistic where the grids are correlated)."""
     sigma = math.sqrt(1 / (2 * NUM_BITS))
     tail = 0.5 * math.erfc(threshold / sigma / math.sqrt(2))
-    return min(1.0, tail * (1 << 16) * TOP_HYPOTHESES)
+    grids = 1 + len(GAINS) + sum((GRID - round(GRID * f) + 1) ** 2 for f in CROP_FRACTIONS)
+    return min(1.0, tail * (1 << 16) * grids)
 
 
 def describe(model_id: int) -> str:
