@@ -58,6 +58,12 @@ def run_config(family: str, args: argparse.Namespace, folders: dict[str, Path]) 
                "log_every": 50, "progress": False, "seed": args.seed})
 
 
+def trained_steps(run_dir: Path) -> int:
+    """Steps of the model a run last exported (0 when it has none yet)."""
+    config = run_dir / "model" / "config.json"
+    return json.loads(config.read_text())["trained_steps"] if config.is_file() else 0
+
+
 def train_images_per_second(run_dir: Path) -> float:
     """Median training throughput over the run's logged windows (img/s)."""
     rows = [json.loads(line) for line in (run_dir / "logs" / "scalars.jsonl").read_text()
@@ -122,12 +128,12 @@ def main() -> None:
     fid_count = len(val_a) if args.fid_images < 0 else args.fid_images
     features = InceptionFeatures.load(args.fid_weights, device=device) if fid_count else None
     real_feats = None
-    summary: dict[str, dict[str, object]] = {}
+    summary: dict[str, dict[str, object]] = {}  # per run, plus the identity map
     pipes = {}
     for name, run_dir in runs.items():
         run_dir = Path(run_dir)
         started = time.perf_counter()
-        if name in ("unit", "cyclegan"):
+        if name in ("unit", "cyclegan") and trained_steps(run_dir) < args.steps:
             train(run_config(name, args, folders), run_dir,
                   resume=(run_dir / "config.json").exists())
         train_seconds = time.perf_counter() - started
@@ -143,10 +149,14 @@ def main() -> None:
             "train_images_per_second": train_images_per_second(run_dir),
             "inference_images_per_second": inference_images_per_second(pipe, sources),
             **report.as_dict()}
+        report.notes = [n for n in report.notes if not n.startswith("FID/KID not computed")]
         if features is not None:
             if real_feats is None:
                 real_feats = features.features_of(
                     pipe.preprocess(val_b[:fid_count]).add(1).div(2), 32, False)
+                summary["identity"] = {"fid": fid_to_target(features, sources[:fid_count],
+                                                            real_feats),
+                                       "fid_images": fid_count, **report.identity}
             entry["translation"]["fid"] = fid_to_target(
                 features, pipe.translate_tensor(sources[:fid_count]), real_feats)
             entry["fid_images"] = fid_count
@@ -166,6 +176,8 @@ def main() -> None:
     summary["device"] = {"name": torch.cuda.get_device_name() if device.startswith("cuda")
                          else "cpu", "threads": torch.get_num_threads()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if "identity" in summary:
+        print(f"identity map: FID ({fid_count} images) {summary['identity']['fid']:.1f}")
     for name, pipe in pipes.items():
         s, t = summary[name], summary[name]["translation"]
         print(f"{name:<14} steps {pipe.trained_steps:>5}  L1 {t['l1']:.3f}  PSNR "

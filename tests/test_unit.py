@@ -172,8 +172,8 @@ def test_bad_inputs_get_one_clear_line(unit_run: Path, shapes16, tmp_path: Path,
          "--shared-blocks 3 cannot exceed --blocks 2"),
         ([*train_base, "--kl-weight", "-1"], "--kl-weight must be >= 0"),
         ([*train_base, "--norm", "group"], "--norm 'group' is unknown"),
-        ([*train_base, "--size", "16", "--downsamplings", "5"],
-         "--size 16 is not a multiple of 32"),
+        ([*train_base, "--size", "16", "--downsamplings", "5", "--channels", "2",
+          "--discriminator-channels", "2"], "--size 16 is not a multiple of 32"),
     ]
     for argv, message in cases:
         assert main(argv) == 1, argv
