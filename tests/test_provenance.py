@@ -179,3 +179,13 @@ def test_detector_train_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main([*argv, "--fake", str(tmp_path / "fake")]) == 0
     assert "held_out: AUC" in capsys.readouterr().out
     assert load_detector(tmp_path / "det").info["evaluation"]["held_out"]["real"] >= 1
+
+
+def test_shipped_default_model_is_named_by_its_watermark_id() -> None:
+    from ganforge.pipelines import DEFAULT_MODEL, TextToImagePipeline
+
+    pipe = TextToImagePipeline.from_pretrained(DEFAULT_MODEL)
+    assert watermark.known_models()[pipe.watermark_id] == DEFAULT_MODEL.name
+    image = pipe("red heart", num_images=1)[0]
+    result = verify_image(jpeg(image, 75), use_detector=False)
+    assert result.verdict == "generated" and DEFAULT_MODEL.name in result.reason

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,9 @@ class DetectorNet(nn.Module):
 def prepare(image: Image.Image) -> Image.Image:
     """An image as the detector sees it: RGB on white, resized to 64x64."""
     if image.mode in ("RGBA", "LA", "P"):
-        rgba = image.convert("RGBA")
+        with warnings.catch_warnings():  # palette PNGs with transparency: converted right here
+            warnings.simplefilter("ignore")
+            rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
     image = image.convert("RGB")

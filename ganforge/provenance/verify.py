@@ -111,7 +111,9 @@ def verify_image(source: ImageSource, detector: Detector | None = None,
 def _verdict(mark: watermark.WatermarkResult, metadata: dict[str, str],
              probability: float | None) -> tuple[str, str]:
     if mark.found:
-        return "generated", f"ganforge watermark found (model id {mark.model_id:04x})"
+        shipped = watermark.known_models().get(mark.model_id)
+        name = f", the shipped {shipped}" if shipped else ""
+        return "generated", f"ganforge watermark found (model id {mark.model_id:04x}{name})"
     if metadata:
         said = metadata.get("watermark")
         if said and said != "none":

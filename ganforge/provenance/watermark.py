@@ -26,9 +26,12 @@ image counts as marked when that score exceeds ``THRESHOLD`` (see ``false_positi
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import warnings
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -177,6 +180,12 @@ def _soft_bits(projections: np.ndarray) -> np.ndarray:
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
+    """[H, W, 3] float RGB; transparency composited on white."""
+    if image.mode in ("RGBA", "LA", "P", "PA"):
+        with warnings.catch_warnings():  # palette PNGs with transparency: converted right here
+            warnings.simplefilter("ignore")
+            rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
     return np.asarray(image.convert("RGB"), dtype=np.float64)
 
 
@@ -313,3 +322,20 @@ def mark_images(images: list[Image.Image], model_id: int | None) -> list[Image.I
     for image in out:
         image.info[INFO_KEY] = describe(model_id) if model_id is not None else "none"
     return out
+
+
+@cache
+def known_models() -> dict[int, str]:
+    """Watermark ids of the models shipped in ``ganforge/assets`` -> their folder names."""
+    from safetensors.torch import load_file
+
+    assets = Path(__file__).resolve().parents[1] / "assets"
+    known = {}
+    for weights in sorted(assets.glob("*/model.safetensors")):
+        try:
+            config = json.loads((weights.parent / "config.json").read_text())
+            if config.get("format") == "ganforge-pipeline-v1":
+                known[model_id_of(load_file(str(weights)))] = weights.parent.name
+        except (OSError, ValueError):
+            continue
+    return known
