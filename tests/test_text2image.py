@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ganforge.cli import main
 from ganforge.config import RunConfig
@@ -85,6 +86,10 @@ def test_same_seed_same_image_and_round_trip(tiny_run: Path, tmp_path: Path) -> 
 def test_truncation_and_interpolation(tiny_run: Path) -> None:
     pipe = TextToImagePipeline.from_pretrained(tiny_run)
     assert pipe.noise(64, seed=0, truncation=0.5).abs().max() <= 0.5
+    tiny = pipe.noise(4, seed=0, truncation=1e-6)  # used to loop near forever (rejection)
+    assert tiny.abs().max() <= 1e-6 and torch.equal(tiny, pipe.noise(4, 0, truncation=1e-6))
+    wide = pipe.noise(256, seed=1, truncation=3.0)  # nearly the plain normal
+    assert 0.9 < float(wide.std()) < 1.1
     assert pipe.noise(64, seed=0).abs().max() > 0.5
     walk = pipe.interpolate("a red circle", "a blue square", steps=5, seed=0)
     assert len(walk) == 5

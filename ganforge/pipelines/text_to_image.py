@@ -86,13 +86,15 @@ class TextToImagePipeline(Pipeline):
         rows = []
         for index in range(count):  # one generator per image: image j never depends on count
             gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
-            z = torch.randn(int(self.info["noise_dim"]), generator=gen)
-            if truncation is not None:
-                outside = z.abs() > truncation
-                while outside.any():
-                    z[outside] = torch.randn(int(outside.sum()), generator=gen)
-                    outside = z.abs() > truncation
-            rows.append(z)
+            dim = int(self.info["noise_dim"])
+            if truncation is None:
+                rows.append(torch.randn(dim, generator=gen))
+                continue
+            # inverse CDF of the normal restricted to [-t, t]: exact, and one draw per value
+            # however small t is (rejection sampling would stall for t near 0)
+            edge = torch.special.ndtr(torch.tensor(-float(truncation), dtype=torch.float64))
+            u = edge + (1 - 2 * edge) * torch.rand(dim, generator=gen, dtype=torch.float64)
+            rows.append(torch.special.ndtri(u).clamp(-truncation, truncation).float())
         return torch.stack(rows)
 
     @torch.no_grad()
