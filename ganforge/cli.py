@@ -1,4 +1,5 @@
-"""The ``ganforge`` command: data, train, translate, evaluate, demo."""
+"""The ``ganforge`` command: data, train, generate, translate, upscale, evaluate, audit, verify,
+detector, serve, demo."""
 
 from __future__ import annotations
 
