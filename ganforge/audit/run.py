@@ -246,8 +246,10 @@ def _source_images(sources: str | Path | None, run: RunConfig | None, direction:
     if sources is None:
         key = {"a2b": "domain_a", "b2a": "domain_b"}.get(direction)
         if run is None or key is None or not run.data.get(key):
+            why = ("only a run folder names its domains" if run is None else
+                   f"its run names no source domain for {direction}")
             raise ConfigError(f"model {pipe.name}: pass sources, a folder of images to "
-                              f"translate {direction} (only a run folder names its domains)")
+                              f"translate {direction} ({why})")
         sources = run.data[key]
     files = list_images(sources)
     gen = torch.Generator().manual_seed(seed)
@@ -461,6 +463,11 @@ def run_audit(
     if isinstance(pipe, ImageToImageModel) and (prompts or group_by_prompt_attribute):
         raise ConfigError(f"model {pipe.name} translates images: prompts and prompt groups "
                           "apply to text-to-image models only")
+    known = [*pipe.info.get("directions", {}), *pipe.info.get("styles", [])] \
+        if isinstance(pipe, ImageToImageModel) else []
+    if known and direction not in known:  # before the classifier is trained
+        raise ConfigError(f"direction {direction!r} is unknown to model {pipe.name}; known: "
+                          f"{', '.join(known)}")
     if prompts is not None and group_by_prompt_attribute:
         raise ConfigError("given prompts are grouped by prompt already; group by a prompt "
                           "attribute only with prompts drawn from the training captions")

@@ -152,10 +152,13 @@ class TextToImagePipeline(Pipeline):
         noise = noise.repeat(steps, *(1,) * (noise.dim() - 1))
         if isinstance(ends, TextEmbedding):
             w = weights.unsqueeze(2)
+            # the ends read their own tokens only (so they are the prompts' plain images);
+            # between them, a token of one prompt fades in from the other's zero padding
+            mask = (ends.mask[0] | ends.mask[1]).repeat(steps, 1)
+            mask[0], mask[-1] = ends.mask[0], ends.mask[1]
             rows: Condition = TextEmbedding(
                 ends.sentence[0] * (1 - weights) + ends.sentence[1] * weights,
-                ends.tokens[0] * (1 - w) + ends.tokens[1] * w,
-                (ends.mask[0] | ends.mask[1]).expand(steps, -1))
+                ends.tokens[0] * (1 - w) + ends.tokens[1] * w, mask)
         else:
             rows = ends[0] * (1 - weights) + ends[1] * weights
         return self.to_images(self.generate_tensor(rows, noise, **options))
