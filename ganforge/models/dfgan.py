@@ -241,6 +241,25 @@ def contrastive_loss(image: torch.Tensor, text: torch.Tensor, captions: Sequence
                   + torch.sum(-target * logits.log_softmax(dim=0).T, dim=1).mean())
 
 
+def load_captions(data_config: CaptionsDataConfig, size: int, text_encoder: str,
+                  max_tokens: int, seed: int) -> CaptionedImages:
+    """The captioned training images at ``size`` px; warns once when the trainable ("tiny")
+    text encoder will truncate captions longer than ``max_tokens`` bytes."""
+    data = CaptionedImages.load(
+        data_config.captions, size, parse_color(data_config.background),
+        image_template=data_config.image_template or None,
+        split=data_config.split or None, flip=data_config.flip,
+        allow_upscale=data_config.allow_upscale, seed=seed,
+        balance_by=data_config.balance_by or None)
+    if text_encoder == "tiny":
+        limit = max_tokens - 2  # [BOS] and [EOS]
+        long = sum(len(c.lower().encode()) > limit for caps in data.captions for c in caps)
+        if long:
+            warnings.warn(f"{long} caption(s) are longer than --max-tokens {max_tokens} bytes "
+                          "allow; they are truncated in training", stacklevel=3)
+    return data
+
+
 class DFGAN(Family):
     """Text-to-image GAN with deep text-image fusion and a matching-aware critic."""
 
@@ -278,20 +297,8 @@ class DFGAN(Family):
         return {"size": model_config.size, "noise_dim": model_config.noise_dim}
 
     def load_data(self, data_config: CaptionsDataConfig, seed: int) -> CaptionedImages:
-        data = CaptionedImages.load(
-            data_config.captions, self.config.size, parse_color(data_config.background),
-            image_template=data_config.image_template or None,
-            split=data_config.split or None, flip=data_config.flip,
-            allow_upscale=data_config.allow_upscale, seed=seed,
-            balance_by=data_config.balance_by or None)
-        if self.config.text_encoder == "tiny":
-            limit = self.config.max_tokens - 2  # [BOS] and [EOS]
-            long = sum(len(c.lower().encode()) > limit for caps in data.captions for c in caps)
-            if long:
-                warnings.warn(f"{long} caption(s) are longer than --max-tokens "
-                              f"{self.config.max_tokens} bytes allow; they are truncated in "
-                              f"training", stacklevel=2)
-        return data
+        return load_captions(data_config, self.config.size, self.config.text_encoder,
+                             self.config.max_tokens, seed)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c, n = self.config, self.networks

@@ -34,10 +34,9 @@ from torch import nn
 
 from ganforge.config import from_dict, option
 from ganforge.data.captions import CaptionedImages
-from ganforge.data.images import parse_color
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.models.base import Family, Optimization
-from ganforge.models.dfgan import MINILM_DIM, CaptionsDataConfig
+from ganforge.models.dfgan import MINILM_DIM, CaptionsDataConfig, load_captions
 from ganforge.models.vqgan import TokenDecoder, VQGANConfig, load_tokenizer
 from ganforge.nn.transformer import MaskedTokenTransformer
 from ganforge.pipelines.base import read_pipeline_config
@@ -300,19 +299,8 @@ class MaskGIT(Family):
     def load_data(self, data_config: CaptionsDataConfig, seed: int) -> TokenizedCaptions:
         device = next(self.networks["transformer"].parameters()).device
         tokenizer = load_tokenizer(self.config.tokenizer, device=device)
-        data = CaptionedImages.load(
-            data_config.captions, tokenizer.size, parse_color(data_config.background),
-            image_template=data_config.image_template or None,
-            split=data_config.split or None, flip=data_config.flip,
-            allow_upscale=data_config.allow_upscale, seed=seed,
-            balance_by=data_config.balance_by or None)
-        if self.config.text_encoder == "tiny":
-            limit = self.config.max_tokens - 2  # [BOS] and [EOS]
-            long = sum(len(c.lower().encode()) > limit for caps in data.captions for c in caps)
-            if long:
-                warnings.warn(f"{long} caption(s) are longer than --max-tokens "
-                              f"{self.config.max_tokens} bytes allow; they are truncated in "
-                              f"training", stacklevel=2)
+        data = load_captions(data_config, tokenizer.size, self.config.text_encoder,
+                             self.config.max_tokens, seed)
         images = data.images
         if data_config.flip:
             images = torch.cat([images, images.flip(-1)])
