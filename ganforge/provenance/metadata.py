@@ -13,17 +13,21 @@ import ganforge
 PREFIX = "ganforge:"
 
 
-def save_png(image: Image.Image, path: str | Path, fields: dict[str, Any]) -> Path:
-    """Save ``image`` as PNG with ``fields`` (and the ganforge version) as text chunks.
-
-    The ganforge fields a pipeline put in ``image.info`` (whether and how the image is
-    watermarked) are written too."""
+def png_info(image: Image.Image, fields: dict[str, Any]) -> PngInfo:
+    """PNG text chunks: ``fields``, the ganforge version, and the ganforge fields a pipeline
+    put in ``image.info`` (whether and how the image is watermarked)."""
     info = PngInfo()
     carried = {k[len(PREFIX):]: v for k, v in image.info.items()
                if isinstance(k, str) and k.startswith(PREFIX)}
     for key, value in {**carried, **fields, "version": ganforge.__version__}.items():
         if value is not None:
             info.add_itxt(f"{PREFIX}{key}", str(value))
+    return info
+
+
+def save_png(image: Image.Image, path: str | Path, fields: dict[str, Any]) -> Path:
+    """Save ``image`` as PNG with ``fields`` as text chunks (see :func:`png_info`)."""
+    info = png_info(image, fields)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG", pnginfo=info)

@@ -27,13 +27,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from PIL import Image, UnidentifiedImageError
-from PIL.PngImagePlugin import PngInfo
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ganforge
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError, MissingDependency
-from ganforge.provenance.metadata import PREFIX
+from ganforge.provenance.metadata import png_info
 from ganforge.serve.batching import MicroBatcher, ModelWorker, QueueFull
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -192,14 +191,8 @@ def png_bytes(image: Image.Image, fields: dict[str, Any]) -> bytes:
     """``image`` as PNG bytes with ``fields`` (and the ganforge version) as text chunks,
     like :func:`ganforge.provenance.metadata.save_png`: the ganforge fields a pipeline put
     in ``image.info`` (its watermark) are written too."""
-    info = PngInfo()
-    carried = {k[len(PREFIX):]: v for k, v in image.info.items()
-               if isinstance(k, str) and k.startswith(PREFIX)}
-    for key, value in {**carried, **fields, "version": ganforge.__version__}.items():
-        if value is not None:
-            info.add_itxt(f"{PREFIX}{key}", str(value))
     out = io.BytesIO()
-    image.save(out, format="PNG", pnginfo=info)
+    image.save(out, format="PNG", pnginfo=png_info(image, fields))
     return out.getvalue()
 
 
