@@ -78,15 +78,6 @@ class FakeRecolour:
         return torch.where(ink, paint[None, :, None, None], images)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    """Small convolutions run faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """160 shapes in 4 colours with a ``colour`` and a ``shape`` column in the captions."""

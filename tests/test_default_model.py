@@ -21,5 +21,9 @@ def test_the_shipped_default_model_generates_offline() -> None:
     images = pipe("grinning face", num_images=2, seed=0)
     assert images[0].size == (64, 64)
     assert np.asarray(images[0]).astype(float).std() > 5  # not a blank image
-    again = pipe("grinning face", num_images=1, seed=0)[0]
-    assert again.tobytes() == images[0].tobytes()
+    again = pipe("grinning face", num_images=2, seed=0)
+    assert [im.tobytes() for im in again] == [im.tobytes() for im in images]
+    # alone, image 0 runs at batch size 1: the same image up to float rounding
+    alone = np.asarray(pipe("grinning face", num_images=1, seed=0)[0]).astype(int)
+    first = np.asarray(images[0]).astype(int)
+    assert np.abs(alone - first).max() <= 2 and (alone != first).mean() < 0.01

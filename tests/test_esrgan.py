@@ -27,16 +27,6 @@ from ganforge.pipelines import DEFAULT_UPSCALER, UpscalePipeline
 from ganforge.pipelines.upscale import upscale_tiled
 from ganforge.train.loop import train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions: a second thread mostly waits (more so on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = {"channels": 16, "growth": 8, "blocks": 1, "discriminator_channels": 8}
 
 

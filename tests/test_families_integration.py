@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +32,6 @@ STEPS = 4
 def _train_values(**extra: object) -> dict[str, object]:
     return {"steps": STEPS, "batch_size": 4, "progress": False, "sample_every": STEPS,
             "checkpoint_every": 2, "lr_decay_start": 1.0, "seed": 0, **extra}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks: a second thread only adds waiting on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ mismatches."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,16 +46,6 @@ def _maskgit(captions: Path, tokenizer: Path, out: Path, steps: int, **model: ob
                      model={**MASKGIT, "tokenizer": str(tokenizer), **model},
                      data={"captions": str(captions)},
                      train=_train_config(steps, batch=32, ema_decay=0.95))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """These nets are tiny: a second thread only adds synchronisation (10x slower on a busy
-    machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -33,16 +33,6 @@ def palette_of(images: torch.Tensor) -> torch.Tensor:
     return distance.mean(dim=1).argmin(dim=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks are many small ops: a second thread only adds waiting on a busy machine
-    (here it made training ten times slower)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny model trained on the same shapes in three palettes, and held-out paired images."""

@@ -38,16 +38,6 @@ def unit_config(domains: tuple[Path, Path], size: int = 16, **train_values: obje
                             **train_values})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> object:
-    """One intra-op thread: on a shared, loaded 2-core machine two threads per process made
-    these convolutions up to 17x slower (threads spin waiting for each other)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def unit_run(tmp_path_factory: pytest.TempPathFactory, shapes16) -> Path:
     run = tmp_path_factory.mktemp("unit") / "run"

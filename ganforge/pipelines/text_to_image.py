@@ -32,8 +32,10 @@ def take_rows(condition: Condition, rows: torch.Tensor | slice) -> Condition:
 class TextToImagePipeline(Pipeline):
     """``pipe(prompts, seed=0, num_images=4) -> list[PIL.Image]`` (prompt-major order).
 
-    Image ``j`` of every prompt uses the same noise, drawn from ``seed``: the same prompt,
-    seed and model always give the same image, whatever else is in the batch.
+    Image ``j`` of every prompt uses the same noise, drawn from ``seed`` and ``j`` only: the
+    same prompt, seed and model give the same image whatever else is asked for. Byte for byte
+    when the generator runs at the same batch size; across batch sizes the CPU kernels round
+    differently (about 1e-6), which can move a few pixels by one grey level.
 
     Serves every text-to-image family: generation is the family's ``generate`` hook. A family
     whose ``info`` has ``noise_dim`` (DF-GAN) gets Gaussian noise vectors and sentence
