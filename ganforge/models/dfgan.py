@@ -29,6 +29,7 @@ from ganforge.models.base import Family, Optimization
 from ganforge.nn.augment import POLICIES, diff_augment
 from ganforge.nn.blocks import set_requires_grad
 from ganforge.text import TextEncoder, build_text_encoder
+from ganforge.text.encoders import text_encoder_settings
 
 MINILM_DIM = 384  # all-MiniLM-L6-v2 sentence embeddings
 
@@ -77,11 +78,8 @@ class DFGANConfig:
 
     def text_encoder_config(self) -> dict[str, Any]:
         """What ``build_text_encoder`` needs."""
-        if self.text_encoder == "minilm":
-            return {"kind": "minilm"}
-        heads = next(h for h in (4, 2, 1) if self.text_dim % h == 0)
-        return {"kind": "tiny", "dim": self.text_dim, "layers": self.text_layers,
-                "heads": heads, "max_tokens": self.max_tokens}
+        return text_encoder_settings(self.text_encoder, self.text_dim, self.text_layers,
+                                     self.max_tokens)
 
 
 @dataclass

@@ -41,6 +41,7 @@ from ganforge.models.vqgan import TokenDecoder, VQGANConfig, load_tokenizer
 from ganforge.nn.transformer import MaskedTokenTransformer
 from ganforge.pipelines.base import read_pipeline_config
 from ganforge.text import TextEmbedding, TextEncoder, build_text_encoder
+from ganforge.text.encoders import text_encoder_settings
 
 
 class TokenizerMismatch(CheckpointError):
@@ -98,11 +99,8 @@ class MaskGITConfig:
 
     def text_encoder_config(self) -> dict[str, Any]:
         """What ``build_text_encoder`` needs."""
-        if self.text_encoder == "minilm":
-            return {"kind": "minilm"}
-        heads = next(h for h in (4, 2, 1) if self.text_dim % h == 0)
-        return {"kind": "tiny", "dim": self.text_dim, "layers": self.text_layers,
-                "heads": heads, "max_tokens": self.max_tokens}
+        return text_encoder_settings(self.text_encoder, self.text_dim, self.text_layers,
+                                     self.max_tokens)
 
 
 def check_sampling(guidance: float, temperature: float, decode_steps: int,

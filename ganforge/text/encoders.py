@@ -196,6 +196,16 @@ class TextEncoder(nn.Module, ABC):
         return encoder_cls(**settings)
 
 
+def text_encoder_settings(kind: str, dim: int, layers: int, max_tokens: int) -> dict[str, Any]:
+    """The ``build_text_encoder`` config of a family's options: frozen MiniLM, or the tiny
+    trainable encoder of width ``dim`` (with as many heads as divide it, up to 4)."""
+    if kind == "minilm":
+        return {"kind": "minilm"}
+    heads = next(h for h in (4, 2, 1) if dim % h == 0)
+    return {"kind": "tiny", "dim": dim, "layers": layers, "heads": heads,
+            "max_tokens": max_tokens}
+
+
 def build_text_encoder(config: dict[str, Any]) -> TextEncoder:
     """The text encoder described by ``config`` (as returned by ``TextEncoder.config()``)."""
     return TextEncoder.from_config(config)
