@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -288,7 +289,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 save_png(image, out / f"{_slug(prompt)}_s{args.seed}_{j:03d}.png",
                          {**fields, "prompt": prompt, "index": j})
             grid_rows.append(row)
-    image_grid([pil_to_float(row) for row in grid_rows]).save(out / "grid.png")
+    from ganforge.provenance.watermark import mark_images
+
+    grid = image_grid([pil_to_float(row) for row in grid_rows])  # a new image: marked too
+    grid = mark_images([grid], pipe.watermark_id if pipe.watermark else None)[0]
+    save_png(grid, out / "grid.png", {**fields, "prompt": " | ".join(prompts)})
     print(f"wrote {len(images)} image(s) and grid.png to {out}")
     return 0
 
@@ -748,6 +753,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ganforge: interrupted; the last checkpoint is intact", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         warnings.showwarning = previous
 

@@ -106,6 +106,10 @@ def test_generate_command_writes_pngs_with_provenance(tiny_run: Path, tmp_path: 
                  "--out", str(out)]) == 0
     files = sorted(out.glob("a-red-circle_s7_*.png"))
     assert len(files) == 3 and (out / "grid.png").is_file()
+    from ganforge.provenance.verify import verify_image
+
+    grid = verify_image(out / "grid.png", use_detector=False)  # the grid is a new image
+    assert grid.verdict == "generated" and grid.metadata["prompt"] == "a red circle"
     meta = read_png_metadata(files[1])
     assert meta["prompt"] == "a red circle" and meta["seed"] == "7" and meta["index"] == "1"
     assert meta["model"].endswith("model") and meta["version"]
