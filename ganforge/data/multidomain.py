@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
 
 from ganforge.data.datasets import random_flip, spread
 from ganforge.data.images import ImageFolder, uint8_to_float
-from ganforge.data.synthetic import draw_shape, random_layout
+from ganforge.data.synthetic import draw_shapes, random_layout
 from ganforge.errors import ConfigError
 
 #: (background, two shape colours) per synthetic domain: the same layout in three palettes
@@ -106,16 +105,6 @@ class MultiDomainImages:
                 "target_domains": target, "references": uint8_to_float(self.images[ref])}
 
 
-def draw_palette(layout: list, size: int, palette: str) -> Image.Image:
-    """Render a shape layout (see ``synthetic.random_layout``) in one of ``PALETTES``."""
-    background, colours = PALETTES[palette]
-    im = Image.new("RGB", (size, size), background)
-    draw = ImageDraw.Draw(im)
-    for shape, colour, box in layout:
-        draw_shape(draw, shape, box, colours[colour])
-    return im
-
-
 def write_palette_domains(out: str | Path, count: int = 200, size: int = 32, seed: int = 0,
                           palettes: Sequence[str] = tuple(PALETTES)) -> list[Path]:
     """Write ``count`` layouts drawn in each palette to OUT/<palette>/ (same file names, so the
@@ -127,5 +116,5 @@ def write_palette_domains(out: str | Path, count: int = 200, size: int = 32, see
     for i in range(count):
         layout = random_layout(rng, size)
         for name, folder in zip(palettes, folders, strict=True):
-            draw_palette(layout, size, name).save(folder / f"shape_{i:05d}.png")
+            draw_shapes(layout, size, name, PALETTES).save(folder / f"shape_{i:05d}.png")
     return folders

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -20,9 +21,11 @@ SHAPES = ("circle", "square", "triangle")
 Layout = list[tuple[str, int, tuple[int, int, int, int]]]
 
 
-def draw_shapes(layout: Layout, size: int, domain: str) -> Image.Image:
-    """Render a layout (shape, colour index, box) in one domain's colour scheme."""
-    background, colours = SCHEMES[domain]
+def draw_shapes(layout: Layout, size: int, domain: str,
+                schemes: dict[str, Any] | None = None) -> Image.Image:
+    """Render a layout (shape, colour index, box) in one domain's colour scheme: a
+    (background, colours) entry of ``schemes`` (default: the two-domain ``SCHEMES``)."""
+    background, colours = (SCHEMES if schemes is None else schemes)[domain]
     im = Image.new("RGB", (size, size), background)
     draw = ImageDraw.Draw(im)
     for shape, colour, box in layout:
