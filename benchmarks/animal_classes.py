@@ -26,6 +26,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -56,12 +57,13 @@ def long_tail(captions: Path, tail_share: float, seed: int) -> Path:
     return out
 
 
-def train_model(captions: Path, run: Path, steps: int, balance_by: str, seed: int) -> float:
+def train_model(captions: Path, run: Path, steps: int, balance_by: str, seed: int,
+                model_options: dict[str, Any]) -> float:
     """Train (or resume) one small 32 px class-conditional model; return seconds spent."""
     config = RunConfig(
         family="dfgan",
         model={"size": 32, "generator_channels": 16, "discriminator_channels": 16,
-               "text_encoder": "minilm", "augment": "translation"},
+               "text_encoder": "minilm", "augment": "translation", **model_options},
         data={"captions": str(captions), "balance_by": balance_by},
         train={"steps": steps, "batch_size": 32, "lr_decay_start": 1.0, "ema_decay": 0.99,
                "sample_every": steps, "checkpoint_every": steps, "log_every": 50,
@@ -120,7 +122,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/animal-classes")
+    parser.add_argument("--models", default="balanced,longtail,longtail-balanced",
+                        help="which of the three models to train and audit")
+    parser.add_argument("--classifier", default=None,
+                        help="a label classifier saved by an earlier audit (skips training one)")
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                        help="a model option for all three models, e.g. recon_weight=0")
     args = parser.parse_args()
+    model_options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.set)}
     torch.set_num_threads(args.threads)
 
     out = Path(args.out)
@@ -131,11 +140,12 @@ def main() -> None:
     tail = long_tail(captions, args.tail_share, args.seed)
     plans = {"balanced": (captions, ""), "longtail": (tail, ""),
              "longtail-balanced": (tail, "label")}
+    plans = {name: plans[name] for name in args.models.split(",")}
     seconds, results = {}, {}
-    classifier = None
+    classifier = args.classifier
     for name, (file, balance_by) in plans.items():
         seconds[name] = train_model(file, out / "runs" / name, args.steps, balance_by,
-                                    args.seed)
+                                    args.seed, model_options)
         result = run_audit(out / "runs" / name, "label", out / "audit" / name, captions,
                            num_samples=args.num_samples, classifier=classifier,
                            seed=args.seed)

@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from ganforge.config import RunConfig
 from ganforge.data.emoji import emoji_split
 from ganforge.train.loop import train
@@ -41,7 +43,17 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--text-encoder", default="minilm", choices=["minilm", "tiny"])
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0 = torch's default: all cores)")
+    parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--keep-checkpoints", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                        help="a model option, e.g. recon_weight=5 (JSON value)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.set)}
 
     out = Path(args.out)
     captions = write_split_metadata(Path(args.data), out)
@@ -49,11 +61,12 @@ def main() -> None:
         family="dfgan",
         model={"size": 64, "generator_channels": args.channels,
                "discriminator_channels": args.channels, "text_encoder": args.text_encoder,
-               "text_dim": 128, "text_layers": 2, "max_tokens": 96},
+               "text_dim": 128, "text_layers": 2, "max_tokens": 96, **model_options},
         data={"captions": str(captions), "split": "train"},
         train={"steps": args.steps, "batch_size": args.batch_size, "device": args.device,
-               "lr_decay_start": 1.0, "ema_decay": 0.999, "sample_every": 200,
-               "checkpoint_every": 200, "log_every": 50, "num_samples": 8},
+               "lr_decay_start": 1.0, "ema_decay": args.ema_decay,
+               "sample_every": args.checkpoint_every, "checkpoint_every": args.checkpoint_every,
+               "keep_checkpoints": args.keep_checkpoints, "log_every": 50, "num_samples": 8},
     )
     train(config, out / "run", resume=(out / "run" / "config.json").exists())
 

@@ -112,6 +112,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     import torch
 
     from ganforge.pipelines import ImageToImagePipeline
+    from ganforge.pipelines.base import put_alpha
     from ganforge.provenance.metadata import save_png
 
     if args.samples < 1:
@@ -127,20 +128,22 @@ def cmd_translate(args: argparse.Namespace) -> int:
         batch = []
         for path in sources[start:start + args.batch_size]:
             try:
-                batch.append((path, pipe.preprocess([path])))
+                images, alphas = pipe.preprocess_with_alpha([path])
+                batch.append((path, images, alphas[0]))
             except DataError as exc:
                 warnings.warn(f"skipping {exc}", stacklevel=1)
                 skipped += 1
         if not batch:
             continue
         samples = [pipe.to_images(images) for images in translate_samples(
-            pipe, torch.cat([t for _, t in batch]), args.direction, args.samples, args.seed,
+            pipe, torch.cat([t for _, t, _ in batch]), args.direction, args.samples, args.seed,
             **options)]
-        for (path, _), *images in zip(batch, *samples, strict=True):
+        for (path, _, alpha), *images in zip(batch, *samples, strict=True):
             name = path.stem
             while name in used:
                 name += "_"
             used.add(name)
+            images = put_alpha(images, [alpha] * len(images))  # RGBA in, RGBA out
             if upscaler is not None:
                 images = upscaler(images)
             for s, image in enumerate(images):
@@ -520,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ganforge.models import ALIASES, FAMILIES
 
     parser = argparse.ArgumentParser(prog="ganforge", description=__doc__)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads torch may use (default: OMP_NUM_THREADS, else every "
+                        "core). Running several jobs at once, give each its share: two "
+                        "2-thread jobs on 2 cores run many times slower than one")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_train = sub.add_parser("train", help="train a model family on your images")
@@ -560,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("translate", help="translate images with a trained image-to-image model")
     p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("--model", required=True, help="run folder or saved model folder")
+    p.add_argument("--model", help="run folder or saved model folder (default: the shipped "
+                   "restyle model, flat emoji/icons -> 3D Fluent style at 64 px)")
     p.add_argument("--direction", help="a2b or b2a (default: a2b)")
     p.add_argument("--to-style", metavar="STYLE", help="multi-style model (stargan): the target "
                    "style, e.g. fluent3d (its average style code; with --samples, drawn ones)")
@@ -711,7 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text-to-image model to serve (repeatable; the first is the default; "
                         "default: the shipped model)")
     p.add_argument("--translator", action="append", metavar="[NAME=]RUN",
-                   help="image-to-image model or run folder to serve (repeatable)")
+                   help="image-to-image model or run folder to serve (repeatable; default: "
+                        "the shipped restyle model)")
     p.add_argument("--upscaler", metavar="[NAME=]PATH",
                    help="upscale model (default: the shipped one, when present)")
     p.add_argument("--host", default="127.0.0.1",
@@ -743,6 +752,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit status 1."""
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"ganforge: error: --threads must be at least 1, got {args.threads}",
+                  file=sys.stderr)
+            return 1
+        import torch
+
+        torch.set_num_threads(args.threads)
     previous = warnings.showwarning
     warnings.showwarning = _show_warning  # type: ignore[assignment]
     try:

@@ -68,12 +68,17 @@ class TrainConfig:
     checkpoint_every: int = option(500, "steps between checkpoints")
     keep_checkpoints: int = option(2, "how many recent checkpoints to keep")
     num_samples: int = option(4, "images per row of the sample grids")
+    eval_every: int = option(0, "steps between quality checks: the family's own metric on a "
+                             "fixed batch of training data, logged as quality/* (0 = off)")
+    eval_images: int = option(64, "images in the fixed batch of the quality checks")
     progress: bool = option(True, "show a progress bar")
 
     def validate(self) -> TrainConfig:
         """Check ranges; raise ConfigError naming the first bad value."""
         positive = ("steps", "batch_size", "grad_accum", "log_every", "sample_every",
-                    "checkpoint_every", "keep_checkpoints", "num_samples")
+                    "checkpoint_every", "keep_checkpoints", "num_samples", "eval_images")
+        if self.eval_every < 0:
+            raise ConfigError(f"--eval-every must be at least 0 (0 = off), got {self.eval_every}")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, "

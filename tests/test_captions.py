@@ -162,7 +162,15 @@ def test_captioned_images_load_and_preview(dataset: CaptionedImages) -> None:
     preview = dataset.preview(3)
     assert preview["captions"] == ["a red square", "blue", "black"]  # spread over the set
     assert preview["images"].shape == (3, 3, 8, 8) and preview["images"][0, 0, 0, -1] == 1.0
-    assert preview == dataset.preview(3) | {"images": preview["images"]}
+    again = dataset.preview(3)
+    assert [preview[k] for k in ("captions", "mismatched")] == \
+        [again[k] for k in ("captions", "mismatched")]
+    assert torch.equal(preview["single"], again["single"])
+    # "shared" names two images (case aside): no single image to reconstruct for it
+    batch = dataset.batch(torch.arange(5).repeat(6), epoch=0)
+    assert "shared" in {c.casefold() for c in batch["captions"]}
+    for caption, single in zip(batch["captions"], batch["single"].tolist(), strict=True):
+        assert single == (caption.casefold() != "shared"), caption
     assert len(dataset.preview(50)["captions"]) == 5
 
 

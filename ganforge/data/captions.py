@@ -317,6 +317,11 @@ class CaptionedImages:
         for caps in captions:
             for c in caps:
                 self._first_caption_of.setdefault(self._distinct[c.casefold()], c)
+        # how many images carry each caption: one means the caption names that image
+        self._images_with = Counter(key for owned in self._owned for key in owned)
+
+    def _names_one_image(self, caption: str) -> bool:
+        return self._images_with[self._distinct[caption.casefold()]] == 1
 
     @classmethod
     def load(cls, file: str | Path, size: int,
@@ -393,7 +398,8 @@ class CaptionedImages:
     def batch(self, indices: torch.Tensor, epoch: int) -> dict[str, Any]:
         """``images`` [B, 3, H, W] float in [-1, 1] (flipped at random when ``flip``),
         ``captions``: one caption per image drawn among its own, ``mismatched``: a caption of
-        another image per sample (lists of B str)."""
+        another image per sample (lists of B str), ``single``: bool [B], whether the chosen
+        caption names this one image only (a reconstruction target is then well defined)."""
         indices = self._resample(indices, epoch)
         chosen, mismatched, flips = [], [], []
         for index in indices.tolist():
@@ -405,7 +411,8 @@ class CaptionedImages:
         images = self.images[indices]
         if any(flips):
             images[torch.tensor(flips)] = images[torch.tensor(flips)].flip(-1)
-        return {"images": uint8_to_float(images), "captions": chosen, "mismatched": mismatched}
+        return {"images": uint8_to_float(images), "captions": chosen, "mismatched": mismatched,
+                "single": torch.tensor([self._names_one_image(c) for c in chosen])}
 
     def preview(self, count: int) -> dict[str, Any]:
         """``count`` images spread evenly over the dataset with their first captions (shown
@@ -414,6 +421,7 @@ class CaptionedImages:
         chosen = spread(len(self), count)
         mismatched = [self._mismatched(i, torch.randint(
             0, 2**62, (2,), generator=self._generator(-1, i))) for i in chosen.tolist()]
-        return {"images": uint8_to_float(self.images[chosen]),
-                "captions": [self.captions[i][0] for i in chosen.tolist()],
-                "mismatched": mismatched}
+        captions = [self.captions[i][0] for i in chosen.tolist()]
+        return {"images": uint8_to_float(self.images[chosen]), "captions": captions,
+                "mismatched": mismatched,
+                "single": torch.tensor([self._names_one_image(c) for c in captions])}

@@ -60,7 +60,7 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def flatten_alpha(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """Any PIL image as RGB, transparent pixels composited onto ``background``."""
-    if im.mode in ("RGBA", "LA", "P", "PA") or "transparency" in im.info:
+    if im.mode == "P" or has_transparency(im):
         rgba = im.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (*background, 255))
         canvas.alpha_composite(rgba)
@@ -68,8 +68,21 @@ def flatten_alpha(im: Image.Image, background: tuple[int, int, int]) -> Image.Im
     return im.convert("RGB")
 
 
-def open_rgb(path: str | Path, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Open an image file as RGB, compositing any transparency onto ``background``.
+def has_transparency(im: Image.Image) -> bool:
+    """Whether a PIL image's mode or palette can hold transparent pixels."""
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+
+
+def alpha_channel(im: Image.Image) -> Image.Image | None:
+    """The alpha band (mode L) of an image with some transparent pixel; None when opaque."""
+    if not has_transparency(im):
+        return None
+    alpha = im.convert("RGBA").getchannel("A")
+    return None if alpha.getextrema()[0] == 255 else alpha
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open and decode an image file as it is stored (any mode).
 
     Raises DataError naming the file when it is missing, truncated or not an image.
     """
@@ -77,11 +90,19 @@ def open_rgb(path: str | Path, background: tuple[int, int, int] = (255, 255, 255
     try:
         with Image.open(path) as im:
             im.load()
-            return flatten_alpha(im, background)
+            return im.copy()
     except FileNotFoundError:
         raise DataError(f"image file {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"image file {path} is corrupt or not an image ({exc})") from None
+
+
+def open_rgb(path: str | Path, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Open an image file as RGB, compositing any transparency onto ``background``.
+
+    Raises DataError naming the file when it is missing, truncated or not an image.
+    """
+    return flatten_alpha(open_image(path), background)
 
 
 def fit_square(im: Image.Image, size: int) -> Image.Image:

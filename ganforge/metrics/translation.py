@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ganforge.data.images import ImageFolder, list_images, parse_color
-from ganforge.errors import DataError, MissingDependency
+from ganforge.data.images import parse_color
+from ganforge.data.paired import load_pairs, pair_by_name
+from ganforge.errors import MissingDependency
 from ganforge.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features
 from ganforge.metrics.image import l1, psnr, ssim
 from ganforge.pipelines.image_to_image import ImageToImagePipeline
@@ -46,28 +47,9 @@ class TranslationReport:
 
 
 def paired_files(source: str | Path, target: str | Path) -> list[tuple[Path, Path]]:
-    """(source, target) files sharing a relative name without suffix, sorted."""
-    def keyed(folder: str | Path) -> dict[str, Path]:
-        root = Path(folder)
-        return {str(p.relative_to(root).with_suffix("")): p for p in list_images(root)}
-
-    a, b = keyed(source), keyed(target)
-    common = sorted(set(a) & set(b))
-    if not common:
-        raise DataError(f"no paired images: {source} and {target} share no file names")
-    return [(a[k], b[k]) for k in common]
-
-
-def _load_pairs(pairs: list[tuple[Path, Path]], size: int, background: tuple[int, int, int]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both sides as uint8 [N, 3, size, size]; a pair with an unreadable side is dropped."""
-    a = ImageFolder.load(pairs[0][0].parent, size, background, files=[p for p, _ in pairs])
-    b = ImageFolder.load(pairs[0][1].parent, size, background, files=[q for _, q in pairs])
-    index_a = {p: i for i, p in enumerate(a.paths)}
-    index_b = {q: i for i, q in enumerate(b.paths)}
-    keep = [(index_a[p], index_b[q]) for p, q in pairs if p in index_a and q in index_b]
-    ia, ib = (torch.tensor(ix) for ix in zip(*keep, strict=True))
-    return a.images[ia], b.images[ib]
+    """(source, target) files sharing a relative name without suffix, sorted; names on one
+    side only are reported in a warning (``ganforge.data.paired.pair_by_name``)."""
+    return pair_by_name(source, target).pairs
 
 
 @torch.no_grad()
@@ -78,7 +60,7 @@ def evaluate_translation(pipe: ImageToImagePipeline, source: str | Path, target:
     the same for the identity map, and FID/KID of both against the target images."""
     pairs = paired_files(source, target)
     background = parse_color(pipe.info.get("background", "white"))
-    src, tgt = _load_pairs(pairs, pipe.size, background)
+    src, tgt, _ = load_pairs(pairs, pipe.size, background)
     to_unit = lambda x: x.float().div(255.0)  # noqa: E731
     fakes = []
     for chunk in tqdm(src.split(batch_size), disable=not progress, desc="translating"):

@@ -92,6 +92,15 @@ class Family(ABC):
                     batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Rows of the sample grid, each [B, 3, H, W] in [-1, 1], from EMA networks."""
 
+    @torch.no_grad()
+    def quality(self, nets: Mapping[str, nn.Module],
+                batch: dict[str, Any]) -> dict[str, float]:
+        """The family's own quality figures (lower/higher as each name says) on a fixed batch,
+        from the EMA networks; the loop logs them every ``--eval-every`` steps as quality/*.
+        Families without a cheap metric return nothing."""
+        del nets, batch
+        return {}
+
     @classmethod
     def translate(cls, nets: Mapping[str, nn.Module], info: dict[str, Any],
                   images: torch.Tensor, direction: str | None = None,

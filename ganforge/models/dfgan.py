@@ -6,6 +6,15 @@ Critic: image features down to 4x4, joined with the sentence embedding, one scor
 realism and text match together. Hinge loss; the matching-aware gradient penalty (MA-GP)
 on real images with their own captions; real images with another image's caption count as
 fake; DiffAugment on everything the critic sees; EMA generator for sampling.
+
+Beyond DF-GAN, for fast learning on small data and a CPU (all switchable):
+- the text also drives the 4x4 stem, and features are instance-normalised before each
+  text-conditioned scale and shift (AdaIN, as StyleGAN): conditioning acts from the first step;
+- the critic's image-text contrastive loss reaches the generator too (XMC-GAN/GALIP style), so
+  the generator is told apart from the other captions, not only judged real;
+- a share of each batch is drawn at zero noise and pulled (L1) towards the caption's own
+  image, as pix2pix adds L1 to its GAN loss: each training caption names one image;
+- the gradient penalty is applied lazily (every N critic steps, scaled by N).
 """
 
 from __future__ import annotations
@@ -41,6 +50,9 @@ class DFGANConfig:
     size: int = option(64, "image size: a power of two from 16 to 256")
     noise_dim: int = option(100, "length of the noise vector")
     generator_channels: int = option(32, "base channel count of the generator (ngf)")
+    fusion_norm: str = option("instance", "normalise features before each text-conditioned "
+                              "scale and shift: instance (AdaIN; learns faster) or none "
+                              "(DF-GAN as published)")
     discriminator_channels: int = option(32, "base channel count of the critic (ndf)")
     text_encoder: str = option("tiny", "tiny (trainable transformer) or minilm (frozen, "
                                "needs ganforge[minilm])")
@@ -52,7 +64,22 @@ class DFGANConfig:
     match_weight: float = option(1.0, "weight of the image-text contrastive loss on the "
                                  "critic's features (trains the text encoder; 0 = off)")
     gp_power: float = option(6.0, "power of the gradient norm in the penalty")
-    lr_generator: float = option(1e-4, "Adam learning rate of the generator")
+    generator_match_weight: float = option(
+        1.0, "weight of the same contrastive loss on the generator's images: the critic's "
+        "text matching reaches the generator (XMC-GAN/GALIP style; 0 = off)")
+    recon_weight: float = option(
+        5.0, "weight of the L1 loss between the image drawn (at zero noise) for a caption "
+        "that names one training image and that image (pix2pix-style; captions shared by "
+        "many images, such as class names, are left out; 0 = off)")
+    recon_rows: float = option(
+        0.5, "share of each batch drawn at zero noise: the reconstruction loss pulls those "
+        "images towards their caption's image, the others keep the noise's diversity")
+    sample_truncation: float = option(
+        0.0, "default truncation of the noise when the exported model samples (a value t "
+        "keeps every noise value in [-t, t]: closer to the caption, less variety; 0 = none)")
+    gp_every: int = option(4, "apply the gradient penalty every N critic steps, scaled by N "
+                           "(lazy regularisation, as StyleGAN2: same strength, less compute)")
+    lr_generator: float = option(2e-4, "Adam learning rate of the generator")
     lr_discriminator: float = option(4e-4, "Adam learning rate of the critic and text encoder")
     beta1: float = option(0.0, "Adam beta1")
     beta2: float = option(0.9, "Adam beta2")
@@ -63,10 +90,21 @@ class DFGANConfig:
         if self.size < 16 or self.size > 256 or self.size & (self.size - 1):
             raise ConfigError(f"--size {self.size} is not supported by the text-to-image GAN: "
                               "expected 16, 32, 64, 128 or 256")
-        for name in ("noise_dim", "generator_channels", "discriminator_channels", "text_dim",
-                     "text_layers", "max_tokens"):
+        if self.sample_truncation < 0:
+            raise ConfigError(f"--sample-truncation must be at least 0 (0 = none), "
+                              f"got {self.sample_truncation}")
+        if not 0.0 <= self.recon_rows <= 1.0:
+            raise ConfigError(f"--recon-rows must be in [0, 1], got {self.recon_rows}")
+        for name in ("match_weight", "generator_match_weight", "recon_weight", "gp_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 0")
+        for name in ("gp_every", "noise_dim", "generator_channels", "discriminator_channels",
+                     "text_dim", "text_layers", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.fusion_norm not in ("instance", "none"):
+            raise ConfigError(f"--fusion-norm {self.fusion_norm!r} is unknown; "
+                              "known: instance, none")
         if self.text_encoder not in ("tiny", "minilm"):
             raise ConfigError(f"--text-encoder {self.text_encoder!r} is unknown; "
                               "known: tiny, minilm")
@@ -106,10 +144,12 @@ class CaptionsDataConfig:
 
 
 class Affine(nn.Module):
-    """Per-channel scale and shift predicted from the condition: x * gamma(c) + beta(c)."""
+    """Per-channel scale and shift predicted from the condition: x * gamma(c) + beta(c),
+    after a per-image instance normalisation when ``normalize`` (AdaIN, as in StyleGAN)."""
 
-    def __init__(self, cond_dim: int, channels: int):
+    def __init__(self, cond_dim: int, channels: int, normalize: bool = False):
         super().__init__()
+        self.norm = nn.InstanceNorm2d(channels) if normalize else nn.Identity()
         self.gamma = nn.Sequential(nn.Linear(cond_dim, channels), nn.ReLU(inplace=True),
                                    nn.Linear(channels, channels))
         self.beta = nn.Sequential(nn.Linear(cond_dim, channels), nn.ReLU(inplace=True),
@@ -120,15 +160,17 @@ class Affine(nn.Module):
         nn.init.zeros_(self.beta[2].bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
         return x * self.gamma(cond)[..., None, None] + self.beta(cond)[..., None, None]
 
 
 class FusionBlock(nn.Module):
     """Two text-conditioned affine transforms, each followed by LeakyReLU."""
 
-    def __init__(self, cond_dim: int, channels: int):
+    def __init__(self, cond_dim: int, channels: int, normalize: bool = False):
         super().__init__()
-        self.first, self.second = Affine(cond_dim, channels), Affine(cond_dim, channels)
+        self.first = Affine(cond_dim, channels, normalize)
+        self.second = Affine(cond_dim, channels, normalize)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.first(x, cond), 0.2)
@@ -138,10 +180,12 @@ class FusionBlock(nn.Module):
 class UpBlock(nn.Module):
     """x2 nearest up-sampling, then fuse-conv-fuse-conv with a (1x1) shortcut."""
 
-    def __init__(self, cond_dim: int, in_ch: int, out_ch: int):
+    def __init__(self, cond_dim: int, in_ch: int, out_ch: int, normalize: bool = False):
         super().__init__()
-        self.fuse1, self.conv1 = FusionBlock(cond_dim, in_ch), nn.Conv2d(in_ch, out_ch, 3, 1, 1)
-        self.fuse2, self.conv2 = FusionBlock(cond_dim, out_ch), nn.Conv2d(out_ch, out_ch, 3, 1, 1)
+        self.fuse1 = FusionBlock(cond_dim, in_ch, normalize)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, 1, 1)
+        self.fuse2 = FusionBlock(cond_dim, out_ch, normalize)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1)
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -163,19 +207,24 @@ def _channel_plan(size: int, base: int) -> list[int]:
 class TextToImageGenerator(nn.Module):
     """(noise [B, Z], sentence [B, D]) -> images [B, 3, size, size] in [-1, 1]."""
 
-    def __init__(self, size: int, noise_dim: int, text_dim: int, channels: int):
+    def __init__(self, size: int, noise_dim: int, text_dim: int, channels: int,
+                 normalize: bool = False):
         super().__init__()
         plan = _channel_plan(size, channels)
         cond = noise_dim + text_dim
         self.noise_dim = noise_dim
-        self.stem = nn.Linear(noise_dim, plan[0] * 16)
-        self.blocks = nn.ModuleList(UpBlock(cond, a, b) for a, b in itertools.pairwise(plan))
+        # sentence embeddings are small per component (MiniLM's have unit norm over 384
+        # values, ~0.05 each) beside N(0, 1) noise: standardise them so the text is heard
+        self.text_norm = nn.LayerNorm(text_dim)
+        self.stem = nn.Linear(cond, plan[0] * 16)
+        self.blocks = nn.ModuleList(UpBlock(cond, a, b, normalize)
+                                    for a, b in itertools.pairwise(plan))
         # linear output (clamped only for display): a tanh here saturates and stalls learning
         self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(plan[-1], 3, 3, 1, 1))
 
     def forward(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        cond = torch.cat([noise, sentence.to(noise.dtype)], dim=1)
-        x = self.stem(noise).view(noise.shape[0], -1, 4, 4)
+        cond = torch.cat([noise, self.text_norm(sentence.to(noise.dtype))], dim=1)
+        x = self.stem(cond).view(noise.shape[0], -1, 4, 4)
         for block in self.blocks:
             x = block(x, cond)
         return self.to_rgb(x)
@@ -190,7 +239,7 @@ class DownBlock(nn.Module):
             nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False), nn.LeakyReLU(0.2, inplace=True))
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
-        self.gain = nn.Parameter(torch.zeros(1))
+        self.gain = nn.Parameter(torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(self.shortcut(x), 2) + self.gain * self.residual(x)
@@ -209,14 +258,20 @@ class TextImageCritic(nn.Module):
             nn.Conv2d(channels * 2, 1, 4, 1, 0))
 
         self.image_to_text = nn.Linear(plan[-1], text_dim)
+        self.text_norm = nn.LayerNorm(text_dim)  # as in the generator: unit-scale text
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Image features [B, C, 4, 4]."""
         return self.blocks(self.stem(images))
 
-    def judge(self, features: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        """Scores [B] of image features with a sentence embedding [B, D]."""
-        text = sentence.to(features.dtype)[..., None, None].expand(-1, -1, 4, 4)
+    def normalize_text(self, sentence: torch.Tensor) -> torch.Tensor:
+        """Sentence embeddings [B, D] standardised to unit scale per component (what
+        ``judge`` reads, and what the gradient penalty differentiates against)."""
+        return self.text_norm(sentence.float())
+
+    def judge(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Scores [B] of image features with normalised text [B, D] (``normalize_text``)."""
+        text = text.to(features.dtype)[..., None, None].expand(-1, -1, 4, 4)
         return self.joint(torch.cat([features, text], dim=1)).view(-1)
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
@@ -224,7 +279,7 @@ class TextImageCritic(nn.Module):
         return self.image_to_text(features.float().mean(dim=(2, 3)))
 
     def forward(self, images: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        return self.judge(self.features(images), sentence)
+        return self.judge(self.features(images), self.normalize_text(sentence))
 
 
 def contrastive_loss(image: torch.Tensor, text: torch.Tensor, captions: Sequence[str],
@@ -276,6 +331,7 @@ class DFGAN(Family):
         self.frozen_text: TextEncoder | None = None
         if "text_encoder" not in self.networks:
             self.frozen_text = build_text_encoder(model_config.text_encoder_config())
+        self.critic_steps = 0  # counts critic updates, for the lazy gradient penalty
 
     @classmethod
     def build(cls, model_config: DFGANConfig) -> dict[str, nn.Module]:
@@ -285,14 +341,18 @@ class DFGAN(Family):
             nets["text_encoder"] = build_text_encoder(c.text_encoder_config())
         text_dim = c.text_dim if c.text_encoder == "tiny" else MINILM_DIM
         nets["generator"] = TextToImageGenerator(c.size, c.noise_dim, text_dim,
-                                                 c.generator_channels)
+                                                 c.generator_channels,
+                                                 normalize=c.fusion_norm == "instance")
         nets["discriminator"] = TextImageCritic(c.size, text_dim, c.discriminator_channels)
         return nets
 
     @classmethod
     def pipeline_info(cls, model_config: DFGANConfig,
                       data_config: CaptionsDataConfig) -> dict[str, Any]:
-        return {"size": model_config.size, "noise_dim": model_config.noise_dim}
+        info = {"size": model_config.size, "noise_dim": model_config.noise_dim}
+        if model_config.sample_truncation > 0:
+            info["truncation"] = model_config.sample_truncation
+        return info
 
     def load_data(self, data_config: CaptionsDataConfig, seed: int) -> CaptionedImages:
         return load_captions(data_config, self.config.size, self.config.text_encoder,
@@ -330,52 +390,107 @@ class DFGAN(Family):
 
         # critic (and trainable text encoder): real+text real, fake+text and real+other fake
         set_requires_grad(trainable_critic, True)
+        self.critic_steps += 1
+        penalize = c.gp_weight > 0 and self.critic_steps % c.gp_every == 0
         with opt.autocast():
             sentence = self.encode(nets, batch["captions"])
             other = self.encode(nets, batch["mismatched"])
             noise = torch.randn(real.shape[0], c.noise_dim, device=real.device)
+            # rows drawn at zero noise and pulled towards their image: a share of the batch,
+            # among captions that name one image only (a class name has no single target)
+            anchored = torch.zeros(real.shape[0], dtype=torch.bool, device=real.device)
+            if c.recon_weight > 0:
+                anchored[:round(c.recon_rows * real.shape[0])] = True
+                anchored &= batch["single"].to(real.device)
+            noise[anchored] = 0
             fake = generator(noise, sentence.detach())
-            real_in = diff_augment(real, c.augment).requires_grad_(True)
-            # the penalty differentiates with respect to the text too, even a frozen one's
-            text_in = sentence if sentence.requires_grad else sentence.detach().requires_grad_()
-            real_features = self.networks["discriminator"].features(real_in)
-            score_real = self.networks["discriminator"].judge(real_features, text_in)
+            real_in = diff_augment(real, c.augment).requires_grad_(penalize)
+            disc = self.networks["discriminator"]
+            # the penalty differentiates with respect to the (normalised) text too, even a
+            # frozen encoder's
+            text_in = disc.normalize_text(sentence)
+            if penalize and not text_in.requires_grad:
+                text_in = text_in.detach().requires_grad_()
+            real_features = disc.features(real_in)
+            score_real = disc.judge(real_features, text_in)
             loss_real = F.relu(1.0 - score_real).mean()
             loss_fake = F.relu(1.0 + critic(diff_augment(fake.detach(), c.augment),
                                             sentence)).mean()
-            loss_mismatch = F.relu(1.0 + self.networks["discriminator"].judge(
-                real_features, other)).mean()
+            loss_mismatch = F.relu(1.0 + disc.judge(real_features,
+                                                    disc.normalize_text(other))).mean()
             loss_match = torch.zeros((), device=real.device)
             if c.match_weight > 0:
                 loss_match = contrastive_loss(
                     self.networks["discriminator"].embed(real_features), sentence,
                     batch["captions"])
         penalty = torch.zeros((), device=real.device)
-        if c.gp_weight > 0:
+        if penalize:
             grads = torch.autograd.grad(score_real.float().sum(), (real_in, text_in),
                                         create_graph=True)
             norm = torch.cat([g.flatten(1).float() for g in grads], dim=1).norm(dim=1)
-            penalty = c.gp_weight * norm.pow(c.gp_power).mean()
+            penalty = c.gp_weight * c.gp_every * norm.pow(c.gp_power).mean()
         opt.minimize("discriminator", loss_real + 0.5 * (loss_fake + loss_mismatch) + penalty
                      + c.match_weight * loss_match)
 
-        # generator: fool the critic with the caption it was given
+        # generator: fool the critic with the caption it was given, be told apart from the
+        # other captions by the critic's text matching, and (at the chosen noise) draw the
+        # caption's own image
         set_requires_grad(trainable_critic, False)
         with opt.autocast():
-            loss_g = -critic(diff_augment(fake, c.augment), sentence.detach()).float().mean()
-        opt.minimize("generator", loss_g)
+            fake_features = self.networks["discriminator"].features(
+                diff_augment(fake, c.augment))
+            text = sentence.detach()
+            loss_g = -self.networks["discriminator"].judge(
+                fake_features, self.networks["discriminator"].normalize_text(text)).float().mean()
+            loss_g_match = torch.zeros((), device=real.device)
+            if c.generator_match_weight > 0:
+                loss_g_match = contrastive_loss(
+                    self.networks["discriminator"].embed(fake_features), text,
+                    batch["captions"])
+            loss_recon = torch.zeros((), device=real.device)
+            if anchored.any():
+                loss_recon = (fake[anchored].float() - real[anchored].float()).abs().mean()
+        opt.minimize("generator", loss_g + c.generator_match_weight * loss_g_match
+                     + c.recon_weight * loss_recon)
         set_requires_grad(trainable_critic, True)
         return {name: v.detach() for name, v in {
             "g": loss_g, "d_real": loss_real, "d_fake": loss_fake, "d_mismatch": loss_mismatch,
-            "ma_gp": penalty, "match": loss_match}.items()}
+            "ma_gp": penalty, "match": loss_match, "g_match": loss_g_match,
+            "recon": loss_recon}.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"critic_steps": self.critic_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.critic_steps = int(state.get("critic_steps", 0))
+
+    @torch.no_grad()
+    def quality(self, nets: Mapping[str, nn.Module],
+                batch: dict[str, Any]) -> dict[str, float]:
+        """Noise-free images for the batch's captions against each caption's own image:
+        ``l1`` (lower is better) and ``retrieval``, the share of images whose nearest real
+        image in the batch (L1 at 16 px) is their own (higher is better; chance 1/B)."""
+        real = batch["images"]
+        noise = torch.zeros(real.shape[0], self.config.noise_dim, device=real.device)
+        fake = nets["generator"](noise, self.encode(nets, batch["captions"])).float()
+        fake = fake.clamp(-1, 1)
+        small_fake = F.adaptive_avg_pool2d(fake, 16).flatten(1)
+        small_real = F.adaptive_avg_pool2d(real.float(), 16).flatten(1)
+        nearest = torch.cdist(small_fake, small_real, p=1).argmin(dim=1)
+        own = torch.arange(real.shape[0], device=real.device)
+        return {"l1": float((fake - real.float()).abs().mean()),
+                "retrieval": float((nearest == own).float().mean())}
 
     @torch.no_grad()
     def sample_rows(self, nets: Mapping[str, nn.Module],
                     batch: dict[str, Any]) -> list[torch.Tensor]:
+        """Rows: the real images, then drawn for their captions at zero noise, then at two
+        fixed noise draws."""
         real = batch["images"]
         sentence = self.encode(nets, batch["captions"])
         gen = torch.Generator().manual_seed(0)
-        rows = [real]
+        zero = torch.zeros(real.shape[0], self.config.noise_dim, device=real.device)
+        rows = [real, nets["generator"](zero, sentence)]
         for _ in range(2):
             noise = torch.randn(real.shape[0], self.config.noise_dim, generator=gen)
             rows.append(nets["generator"](noise.to(real.device), sentence))

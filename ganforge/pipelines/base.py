@@ -7,6 +7,7 @@ in safetensors (never pickle), and a JSON config that says which family builds t
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -66,6 +67,21 @@ def read_pipeline_config(path: str | Path) -> tuple[Path, dict[str, Any]]:
     if not isinstance(config, dict) or config.get("format") != PIPELINE_FORMAT:
         raise CheckpointError(f"{folder / CONFIG_NAME} is not a ganforge model config")
     return folder, config
+
+
+def put_alpha(images: Sequence[Image.Image], alphas: Sequence[Image.Image | None]
+              ) -> list[Image.Image]:
+    """Outputs with their inputs' alpha bands (resized to fit, bicubic); None keeps RGB."""
+    out = []
+    for image, alpha in zip(images, alphas, strict=True):
+        if alpha is not None:
+            info = dict(image.info)  # the watermark's record survives the mode change
+            image = image.copy()
+            image.putalpha(alpha if alpha.size == image.size
+                           else alpha.resize(image.size, Image.BICUBIC))
+            image.info.update(info)
+        out.append(image)
+    return out
 
 
 class Pipeline:

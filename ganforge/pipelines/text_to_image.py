@@ -75,8 +75,11 @@ class TextToImagePipeline(Pipeline):
 
     def noise(self, count: int, seed: int, truncation: float | None = None) -> torch.Tensor:
         """Noise [count, Z] from ``seed``; with ``truncation`` t, every value lies in [-t, t]
-        (truncated normal: fewer surprises, less variety). For a family without a noise
-        vector (MaskGIT): the per-image seeds [count] int64 its sampler draws from."""
+        (truncated normal: fewer surprises, less variety); ``None`` takes the model's own
+        default (``info["truncation"]``, else none). For a family without a noise vector
+        (MaskGIT): the per-image seeds [count] int64 its sampler draws from."""
+        if truncation is None and "noise_dim" in self.info:
+            truncation = self.info.get("truncation")
         if truncation is not None and truncation <= 0:
             raise ConfigError(f"truncation must be positive, got {truncation}")
         if "noise_dim" not in self.info:

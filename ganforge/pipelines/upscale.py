@@ -14,9 +14,16 @@ from typing import Self
 import torch
 from PIL import Image
 
-from ganforge.data.images import flatten_alpha, open_rgb, parse_color, to_tensor, uint8_to_float
+from ganforge.data.images import (
+    alpha_channel,
+    flatten_alpha,
+    open_image,
+    parse_color,
+    to_tensor,
+    uint8_to_float,
+)
 from ganforge.errors import ConfigError, DataError
-from ganforge.pipelines.base import Pipeline
+from ganforge.pipelines.base import Pipeline, put_alpha
 
 ImageInput = Image.Image | str | Path
 
@@ -90,7 +97,8 @@ class UpscalePipeline(Pipeline):
     """``pipe(images, tile=128, tile_overlap=16) -> list[PIL.Image]``, each ``scale`` x larger.
 
     Inputs are PIL images or file paths of any size from ``MIN_SIDE`` pixels a side to
-    ``max_pixels`` pixels; transparency is composited onto the model's background colour."""
+    ``max_pixels`` pixels; transparency is composited onto the model's background colour for
+    the network, and the input's alpha, upscaled bicubic, is put back on the output."""
 
     task = "super-resolution"
     max_pixels = MAX_PIXELS
@@ -108,11 +116,17 @@ class UpscalePipeline(Pipeline):
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
         """One file or PIL image -> [1, 3, h, w] in [-1, 1], its size checked."""
+        return self.preprocess_with_alpha(image)[0]
+
+    def preprocess_with_alpha(self, image: ImageInput) -> tuple[torch.Tensor, Image.Image | None]:
+        """One file or PIL image -> ([1, 3, h, w] in [-1, 1] composited onto the background,
+        its alpha band or None when it is opaque), its size checked."""
         background = parse_color(self.info.get("background", "white"))
         if isinstance(image, Image.Image):
-            name, im = "input image", flatten_alpha(image, background)
+            name, raw = "input image", image
         else:
-            name, im = f"image file {image}", open_rgb(image, background)
+            name, raw = f"image file {image}", open_image(image)
+        im = flatten_alpha(raw, background)
         w, h = im.size
         if min(w, h) < MIN_SIDE:
             raise DataError(f"{name} is {w}x{h}, too small to upscale: expected at least "
@@ -120,7 +134,7 @@ class UpscalePipeline(Pipeline):
         if w * h > self.max_pixels:
             raise DataError(f"{name} is {w}x{h} = {w * h} pixels, more than the limit of "
                             f"{self.max_pixels} pixels for upscaling")
-        return uint8_to_float(to_tensor(im).unsqueeze(0))
+        return uint8_to_float(to_tensor(im).unsqueeze(0)), alpha_channel(raw)
 
     @torch.no_grad()
     def upscale_tensor(self, images: torch.Tensor, tile: int | None = 128,
@@ -133,12 +147,14 @@ class UpscalePipeline(Pipeline):
 
     def __call__(self, images: ImageInput | Sequence[ImageInput], tile: int | None = 128,
                  tile_overlap: int = 16) -> list[Image.Image]:
-        """Upscale images (PIL images or file paths, any sizes) one by one."""
+        """Upscale images (PIL images or file paths, any sizes) one by one; an input with
+        transparency gives an RGBA output, its alpha upscaled bicubic."""
         check_tiling(tile, tile_overlap)
         if isinstance(images, Image.Image | str | Path):
             images = [images]
         out: list[Image.Image] = []
         for image in images:
-            out += self.to_images(self.upscale_tensor(self.preprocess(image), tile,
-                                                      tile_overlap))
+            tensor, alpha = self.preprocess_with_alpha(image)
+            out += put_alpha(self.to_images(self.upscale_tensor(tensor, tile, tile_overlap)),
+                             [alpha])
         return out

@@ -246,6 +246,16 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
                        ) from None
 
 
+def to_rgb_keeping_alpha(image: Image.Image) -> Image.Image:
+    """RGBA when the image has transparent pixels (the pipelines carry the alpha through to
+    their outputs), else RGB as :func:`to_rgb` makes it."""
+    from ganforge.data.images import alpha_channel
+
+    if image.mode in ("RGBA", "LA", "PA", "P") and alpha_channel(image) is not None:
+        return image.convert("RGBA")
+    return to_rgb(image)
+
+
 def centre_square(image: Image.Image) -> Image.Image:
     """The largest centred square (so a 1 x 100000 strip cannot become a huge resize)."""
     width, height = image.size
@@ -378,7 +388,12 @@ class Server:
     """The models a server holds, its model thread and its generate batchers."""
 
     def __init__(self, config: ServeConfig):
-        from ganforge.pipelines import DEFAULT_MODEL, ImageToImagePipeline, TextToImagePipeline
+        from ganforge.pipelines import (
+            DEFAULT_MODEL,
+            DEFAULT_TRANSLATOR,
+            ImageToImagePipeline,
+            TextToImagePipeline,
+        )
 
         self.config = config.validate()
         self.models: dict[str, ServedModel] = {}
@@ -387,9 +402,13 @@ class Server:
             pipe = TextToImagePipeline.from_pretrained(path, device=config.device)
             label = DEFAULT_MODEL_LABEL if Path(path) == DEFAULT_MODEL else name
             self._add(ServedModel(name, "text-to-image", pipe, label, default=index == 0))
-        for name, path in config.translators:
+        translators = config.translators or (
+            [("restyle", str(DEFAULT_TRANSLATOR))] if DEFAULT_TRANSLATOR.exists() else [])
+        for name, path in translators:
             pipe = ImageToImagePipeline.from_pretrained(path, device=config.device)
-            self._add(ServedModel(name, "image-to-image", pipe, name,
+            label = (f"ganforge default ({DEFAULT_TRANSLATOR.name})"
+                     if Path(path) == DEFAULT_TRANSLATOR else name)
+            self._add(ServedModel(name, "image-to-image", pipe, label,
                                   default=not self.by_task("image-to-image")))
         self.upscaler = self._load_upscaler(config.upscaler)
         if self.upscaler is not None:
@@ -587,9 +606,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         style: Annotated[str | None, Form(max_length=64)] = None,
         format: Annotated[Literal["png", "json"], Form()] = "png",
     ) -> Response:
-        """Translate or restyle an image with an image-to-image model."""
-        from ganforge.data.images import parse_color
-
+        """Translate or restyle an image with an image-to-image model; a transparent upload
+        gives a transparent result."""
         served = server.pick(model, "image-to-image")
         pipe = served.pipeline
         picture = decode_upload(await image.read(), image.content_type, cfg)
@@ -599,8 +617,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             raise ApiError(422, f"direction {direction!r} is unknown to model {served.name}; "
                                 f"known: {', '.join(directions)}")
         options = {"style": style} if style else {}
-        background = parse_color(pipe.info.get("background", "white"))
-        square = centre_square(to_rgb(picture, background))
+        square = centre_square(to_rgb_keeping_alpha(picture))  # the pipeline composites it
         out = (await server.worker.call(lambda: pipe([square], direction=direction,
                                                      **options)))[0]
         data = png_bytes(out, {"model": served.label, "direction": direction, "style": style,
@@ -622,7 +639,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         if max(picture.size) > cfg.max_upscale_side:
             raise ApiError(413, f"image is {picture.width}x{picture.height}; upscale accepts "
                                 f"at most {cfg.max_upscale_side} px a side")
-        rgb = to_rgb(picture)
+        rgb = to_rgb_keeping_alpha(picture)
         out = (await server.worker.call(lambda: served.pipeline([rgb])))[0]
         data = png_bytes(out, {"model": served.label, "source": "upload",
                                "upscaled_from": f"{rgb.width}x{rgb.height}"})

@@ -208,6 +208,9 @@ class Trainer:
                             f"{tc.batch_size} x {self.group.world} process(es)")
         self.preview = {k: self._to_device(v)
                         for k, v in self.data.preview(tc.num_samples).items()}
+        self.eval_batch = {k: self._to_device(v)
+                           for k, v in self.data.preview(tc.eval_images).items()} \
+            if tc.eval_every else {}
 
         self.step = 0
         if self.resume:
@@ -353,6 +356,8 @@ class Trainer:
                 self._log_scalars(done, losses, rate)
             if done % tc.sample_every == 0 or done == tc.steps:
                 self._write_samples(done)
+            if tc.eval_every and (done % tc.eval_every == 0 or done == tc.steps):
+                self._log_quality(done)
             if done % tc.checkpoint_every == 0 or done == tc.steps:
                 self._check_finite(done)
                 self._save(done)
@@ -374,6 +379,19 @@ class Trainer:
             self.writer.add_scalar(key, value, step)
         self.scalars.write(json.dumps({"step": step, **values}) + "\n")
         self.scalars.flush()
+
+    def _log_quality(self, step: int) -> None:
+        if not self.group.is_main:
+            return
+        shadows = {name: ema.shadow for name, ema in self.ema.items()}
+        with self.opt.autocast():
+            figures = self.family.quality(shadows, self.eval_batch)
+        values = {f"quality/{k}": float(v) for k, v in figures.items()}
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step)
+        if values:
+            self.scalars.write(json.dumps({"step": step, **values}) + "\n")
+            self.scalars.flush()
 
     def _write_samples(self, step: int) -> None:
         if not self.group.is_main:

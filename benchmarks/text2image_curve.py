@@ -1,0 +1,101 @@
+r"""Quality of a text-to-image run against CPU minutes, from its saved checkpoints.
+
+For every checkpoint in RUN/checkpoints, the EMA generator is loaded into the run's exported
+pipeline and scored with the shipped alignment scorer: R-precision (R=100) of one image per
+held-out caption (``--split val``: emoji never trained on) and on as many training captions,
+each at the pipeline's default noise (seed 0) and at zero noise (``truncation`` -> 0).
+Minutes come from the run's logged throughput (``logs/scalars.jsonl``), so they are training
+time, not evaluation time. Writes OUT/curve.json and OUT/curve.md.
+
+    python benchmarks/text2image_curve.py --run runs/t2i-emoji/run \
+        --captions runs/t2i-emoji/metadata.jsonl --out runs/t2i-curve
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ganforge.data.captions import CaptionedImages
+from ganforge.metrics.alignment import DEFAULT_SCORER, ImageTextScorer, r_precision
+from ganforge.pipelines import TextToImagePipeline
+from ganforge.train.checkpoint import checkpoint_steps, load_checkpoint
+
+
+def minutes_at(run: Path) -> dict[int, float]:
+    """Training minutes at each logged step, from img/s and the batch size."""
+    config = json.loads((run / "config.json").read_text())
+    batch = config["train"]["batch_size"]
+    elapsed, last, table = 0.0, 0, {}
+    for line in (run / "logs" / "scalars.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "img_per_s" not in row:
+            continue
+        elapsed += (row["step"] - last) * batch / max(row["img_per_s"], 1e-9)
+        last = row["step"]
+        table[last] = elapsed / 60
+    return table
+
+
+@torch.no_grad()
+def score(pipe: TextToImagePipeline, scorer: ImageTextScorer, prompts: list[str],
+          truncation: float | None) -> float:
+    """R-precision of one image per prompt (seed 0)."""
+    noise = pipe.noise(1, 0, truncation=truncation)
+    images = torch.cat([pipe.generate_tensor(pipe.encode(prompts[i:i + 128]),
+                                             noise.repeat(len(prompts[i:i + 128]), 1))
+                        for i in range(0, len(prompts), 128)]).clamp(-1, 1)
+    return r_precision(scorer, images, prompts).mean
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--captions", required=True, help="metadata with a split column")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--train-captions", type=int, default=600,
+                        help="training captions scored (spread over the file)")
+    parser.add_argument("--every", type=int, default=1, help="score every Nth checkpoint")
+    args = parser.parse_args()
+
+    run, out = Path(args.run), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = TextToImagePipeline.from_pretrained(run)
+    scorer = ImageTextScorer.load(DEFAULT_SCORER)
+    val = [caps[0] for caps in CaptionedImages.load(args.captions, pipe.size,
+                                                    split="val").captions]
+    train_all = [caps[0] for caps in CaptionedImages.load(args.captions, pipe.size,
+                                                          split="train").captions]
+    stride = max(1, len(train_all) // args.train_captions)
+    train_prompts = train_all[::stride][:args.train_captions]
+    minutes = minutes_at(run)
+    rows = []
+    for step, path in checkpoint_steps(run / "checkpoints")[::args.every]:
+        ema = load_checkpoint(path)["ema"]
+        for name, net in pipe.networks.items():
+            shadow = {k.removeprefix("shadow."): v for k, v in ema[name].items()
+                      if k.startswith("shadow.")}
+            net.load_state_dict(shadow)
+        row = {"step": step, "minutes": round(minutes.get(step, float("nan")), 1),
+               "val": score(pipe, scorer, val, None),
+               "val_zero_noise": score(pipe, scorer, val, 1e-6),
+               "train": score(pipe, scorer, train_prompts, None)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    (out / "curve.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = [f"R-precision (R=100, shipped scorer) of {run}: {len(val)} held-out captions, "
+             f"{len(train_prompts)} training captions; one image each, seed 0.", "",
+             "| step | training minutes | held-out | held-out, zero noise | training |",
+             "| ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['step']} | {r['minutes']} | {r['val']:.3f} | {r['val_zero_noise']:.3f} | "
+              f"{r['train']:.3f} |" for r in rows]
+    (out / "curve.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""pix2pix (Isola et al. 2017): paired image-to-image translation.
+
+A U-Net generator (encoder-decoder whose mirrored layers are joined by skip connections, so
+fine detail of the input reaches the output), a PatchGAN critic that judges (input, output)
+pairs stacked channel-wise, and the loss L1(output, true target) x ``l1_weight`` (100 in the
+paper) plus an adversarial term (least squares or hinge). Pairs come from two folders matched
+by file name (``ganforge.data.paired``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganforge.config import option
+from ganforge.data.images import check_size, parse_color
+from ganforge.data.paired import PairedImages, load_pairs, pair_by_name
+from ganforge.errors import ConfigError
+from ganforge.models.base import Family, Optimization
+from ganforge.nn.blocks import NORMS, PatchDiscriminator, init_normal, make_norm, set_requires_grad
+from ganforge.nn.losses import lsgan
+
+GAN_LOSSES = ("lsgan", "hinge")
+
+
+@dataclass
+class Pix2PixConfig:
+    """Networks and losses of pix2pix; defaults are the paper's, but for the U-Net depth
+    (6 levels: 64 px reach 1x1) and instance norm (the paper's batch norm at batch size 1)."""
+
+    generator_channels: int = option(64, "channels of the U-Net's first layer (x2 per level)")
+    generator_max_channels: int = option(512, "cap on the U-Net's channels (the paper: 8 x "
+                                              "64 = 512)")
+    generator_depth: int = option(6, "U-Net levels: the image side must be a multiple of "
+                                      "2^depth (6: 64 px reach 1x1)")
+    dropout: float = option(0.5, "dropout in the U-Net's three innermost decoder layers "
+                                 "(training only)")
+    discriminator_channels: int = option(64, "channels of the critic's first layer")
+    discriminator_layers: int = option(3, "strided layers of the PatchGAN (3 = 70x70 patches, "
+                                          "2 = 34x34)")
+    norm: str = option("instance", "normalisation: instance, batch or none")
+    gan_loss: str = option("lsgan", "adversarial loss: lsgan or hinge")
+    l1_weight: float = option(100.0, "weight of the L1 loss to the true target")
+    lr: float = option(2e-4, "Adam learning rate of generator and critic")
+    beta1: float = option(0.5, "Adam beta1")
+    beta2: float = option(0.999, "Adam beta2")
+
+    def validate(self) -> Pix2PixConfig:
+        """Check values; raise ConfigError naming the first bad one."""
+        for name in ("generator_channels", "generator_max_channels", "generator_depth",
+                     "discriminator_channels",
+                     "discriminator_layers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, "
+                                  f"got {getattr(self, name)}")
+        if self.generator_depth < 2:
+            raise ConfigError(f"--generator-depth must be at least 2, got "
+                              f"{self.generator_depth}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.norm not in NORMS:
+            raise ConfigError(f"--norm {self.norm!r} is unknown; known: {', '.join(NORMS)}")
+        if self.gan_loss not in GAN_LOSSES:
+            raise ConfigError(f"--gan-loss {self.gan_loss!r} is unknown; "
+                              f"known: {', '.join(GAN_LOSSES)}")
+        if self.l1_weight < 0:
+            raise ConfigError(f"--l1-weight must be >= 0, got {self.l1_weight}")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        return self
+
+
+@dataclass
+class PairedDataConfig:
+    """Two folders of images paired by file name."""
+
+    domain_a: str = option("", "folder of input images (nested folders are read too)")
+    domain_b: str = option("", "folder of their true translations, same file names "
+                               "(suffixes may differ)")
+    size: int = option(64, "training resolution (images are resized and centre-cropped)")
+    background: str = option("white", "colour that transparent pixels are composited onto")
+    flip: bool = option(True, "random left-right flips (the same for both images of a pair)")
+    jitter: int = option(4, "random shift of up to this many pixels (the same for both images "
+                            "of a pair; 0 = off)")
+    allow_upscale: bool = option(False, "accept images smaller than --size by upscaling them")
+
+    def validate(self) -> PairedDataConfig:
+        """Check values; raise ConfigError naming the first bad one."""
+        for name in ("domain_a", "domain_b"):
+            if not getattr(self, name):
+                raise ConfigError(f"--{name.replace('_', '-')} is required: a folder of images")
+        check_size(self.size)
+        parse_color(self.background)
+        if not 0 <= self.jitter < self.size // 2:
+            raise ConfigError(f"--jitter must be in [0, {self.size // 2}), got {self.jitter}")
+        return self
+
+
+class UNetGenerator(nn.Module):
+    """U-Net: images [B, 3, H, W] in [-1, 1] -> [B, 3, H, W] in [-1, 1]; H, W multiples of
+    2^depth.
+
+    Encoder: conv4x4/2 - norm - LeakyReLU(0.2) per level (no norm on the first and the
+    innermost); decoder: ReLU - transposed conv4x4/2 - norm (- dropout), each level fed its
+    encoder twin's features concatenated to the layer below's output.
+    """
+
+    def __init__(self, channels: int = 64, depth: int = 6, norm: str = "instance",
+                 dropout: float = 0.5, max_channels: int = 512):
+        super().__init__()
+        widths = [min(channels * 2 ** i, max(channels, max_channels)) for i in range(depth)]
+        self.down = nn.ModuleList()
+        ch = 3
+        for i, width in enumerate(widths):
+            layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2)]
+            layers.append(nn.Conv2d(ch, width, 4, stride=2, padding=1))
+            if 0 < i < depth - 1:
+                layers.append(make_norm(norm, width))
+            self.down.append(nn.Sequential(*layers))
+            ch = width
+        self.up = nn.ModuleList()
+        for i in reversed(range(depth)):
+            inner = widths[i] if i == depth - 1 else 2 * widths[i]
+            if i == 0:
+                self.up.append(nn.Sequential(nn.ReLU(),
+                                             nn.ConvTranspose2d(inner, 3, 4, stride=2, padding=1),
+                                             nn.Tanh()))
+                continue
+            layers = [nn.ReLU(), nn.ConvTranspose2d(inner, widths[i - 1], 4, stride=2, padding=1),
+                      make_norm(norm, widths[i - 1])]
+            if dropout > 0 and i >= depth - 3:
+                layers.append(nn.Dropout(dropout))
+            self.up.append(nn.Sequential(*layers))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        skips = []
+        x = images
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        x = self.up[0](skips.pop())
+        for layer in self.up[1:]:
+            x = layer(torch.cat([x, skips.pop()], 1))
+        return x
+
+
+def generator_adversarial(kind: str, fake_scores: torch.Tensor) -> torch.Tensor:
+    """The generator's adversarial loss on the critic's scores of its outputs."""
+    if kind == "hinge":
+        return -fake_scores.float().mean()
+    return lsgan(fake_scores, True)
+
+
+def critic_adversarial(kind: str, real_scores: torch.Tensor,
+                       fake_scores: torch.Tensor) -> torch.Tensor:
+    """The critic's loss: true pairs scored real, generated pairs fake (halved, as in the
+    paper, to slow the critic relative to the generator)."""
+    if kind == "hinge":
+        return 0.5 * (F.relu(1 - real_scores.float()).mean()
+                      + F.relu(1 + fake_scores.float()).mean())
+    return 0.5 * (lsgan(real_scores, True) + lsgan(fake_scores, False))
+
+
+class Pix2Pix(Family):
+    """Paired translation A -> B: U-Net generator, conditional PatchGAN critic, L1 + GAN."""
+
+    name = "pix2pix"
+    task = "image-to-image"
+    ModelConfig = Pix2PixConfig
+    DataConfig = PairedDataConfig
+    ema_networks = ("generator",)
+
+    @classmethod
+    def build(cls, model_config: Pix2PixConfig) -> dict[str, nn.Module]:
+        c = model_config
+        nets = {"generator": UNetGenerator(c.generator_channels, c.generator_depth, c.norm,
+                                           c.dropout, c.generator_max_channels),
+                "critic": PatchDiscriminator(c.discriminator_channels, c.discriminator_layers,
+                                             c.norm, in_channels=6)}
+        for net in nets.values():
+            init_normal(net)
+        return nets
+
+    @classmethod
+    def pipeline_info(cls, model_config: Pix2PixConfig,
+                      data_config: PairedDataConfig) -> dict[str, Any]:
+        return {"size": data_config.size, "background": data_config.background,
+                "directions": {"a2b": "generator"}}
+
+    def load_data(self, data_config: PairedDataConfig, seed: int) -> PairedImages:
+        levels = 2 ** self.config.generator_depth
+        if data_config.size % levels:
+            raise ConfigError(f"--size {data_config.size} is not a multiple of "
+                              f"2^--generator-depth = {levels}: pick a size that is, or a "
+                              f"smaller --generator-depth")
+        pairing = pair_by_name(data_config.domain_a, data_config.domain_b)
+        a, b, _ = load_pairs(pairing.pairs, data_config.size, parse_color(data_config.background),
+                             data_config.allow_upscale)
+        return PairedImages(a, b, flip=data_config.flip, jitter=data_config.jitter)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c, n = self.config, self.networks
+        betas = (c.beta1, c.beta2)
+        return {"generator": torch.optim.Adam(n["generator"].parameters(), lr=c.lr, betas=betas),
+                "critic": torch.optim.Adam(n["critic"].parameters(), lr=c.lr, betas=betas)}
+
+    def step(self, nets: Mapping[str, nn.Module], batch: dict[str, torch.Tensor],
+             opt: Optimization) -> dict[str, torch.Tensor]:
+        c = self.config
+        real_a, real_b = batch["a"], batch["b"]
+        critic = [self.networks["critic"]]
+
+        set_requires_grad(critic, False)
+        with opt.autocast():
+            fake_b = nets["generator"](real_a)
+            g_adv = generator_adversarial(c.gan_loss,
+                                          nets["critic"](torch.cat([real_a, fake_b], 1)))
+            l1 = F.l1_loss(fake_b.float(), real_b)
+        opt.minimize("generator", g_adv + c.l1_weight * l1)
+
+        set_requires_grad(critic, True)
+        with opt.autocast():
+            d = critic_adversarial(c.gan_loss,
+                                   nets["critic"](torch.cat([real_a, real_b], 1)),
+                                   nets["critic"](torch.cat([real_a, fake_b.detach()], 1)))
+        opt.minimize("critic", d)
+        return {"g_adv": g_adv.detach(), "l1": l1.detach(), "d": d.detach()}
+
+    @torch.no_grad()
+    def sample_rows(self, nets: Mapping[str, nn.Module],
+                    batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return [batch["a"], nets["generator"](batch["a"]), batch["b"]]
