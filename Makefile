@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo demo-cyclegan test lint
+.PHONY: setup demo demo-cyclegan test lint default-models default-text2image default-restyle
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,20 @@ demo: setup
 # the CycleGAN demo: train on synthetic shapes on the CPU in about a minute
 demo-cyclegan: setup
 	$(BIN)/ganforge demo --out runs/demo
+
+# The shipped models, retrained from ../shared/data (wall times on 2 CPU cores: model cards)
+default-models: default-text2image default-restyle
+
+default-text2image: setup
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/text2image_emoji.py --data ../shared/data/emoji \
+	    --out runs/default-t2i --steps 2000 --batch-size 32 --channels 16 --threads 1 \
+	    --set generator_channels=24 --set sample_truncation=0.5
+	cp runs/default-t2i/run/model/config.json runs/default-t2i/run/model/model.safetensors \
+	    ganforge/assets/text2image-emoji-64/
+
+default-restyle: setup
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/restyle_emoji.py --out runs/default-restyle \
+	    --grid docs/images/restyle_3d_val.png --ship ganforge/assets/restyle-3d-64
 
 lint: setup
 	$(BIN)/ruff check ganforge tests benchmarks

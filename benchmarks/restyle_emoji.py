@@ -195,9 +195,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--steps", type=int, default=14000)
-    parser.add_argument("--clean-steps", type=int, default=18200,
-                        help="pix2pix stage 2: continue to this step on the pairs without "
-                        "skin-tone variants (<= --steps: no stage 2)")
+    parser.add_argument("--clean-steps", type=int, default=0,
+                        help="pix2pix stage 2 (tried, not shipped: 18200): continue into "
+                        "OUT/run-clean to this step on the pairs without skin-tone variants "
+                        "(default 0: no stage 2)")
     parser.add_argument("--family", default="pix2pix", choices=["pix2pix", *UNPAIRED_ARGS],
                         help="pix2pix (the shipped model), or an unpaired family beside it "
                         "(trained into OUT/run-FAMILY; give it --steps)")
@@ -224,16 +225,16 @@ def main() -> None:
         ganforge("train", args.family, "--domain-a", str(args.out / "train" / "a"),
                  "--domain-b", str(args.out / "train" / "b"), "--out", str(run),
                  "--steps", str(args.steps), *recipe)
-    label = args.family
-    if args.family == "pix2pix" and args.clean_steps > args.steps:
-        run, label = finetune_without_skin_tones(args.out, run, args.clean_steps), "pix2pix-clean"
-    figures = evaluate(args.out, run, label, google=args.google)
+    figures = evaluate(args.out, run, args.family, google=args.google)
     if args.grid:
         grid(args.out, run, args.grid)
     if args.ship:
         args.ship.mkdir(parents=True, exist_ok=True)
         for name in ("config.json", "model.safetensors"):
             shutil.copyfile(run / "model" / name, args.ship / name)
+    if args.family == "pix2pix" and args.clean_steps > args.steps:
+        clean = finetune_without_skin_tones(args.out, run, args.clean_steps)
+        figures["clean"] = evaluate(args.out, clean, "pix2pix-clean")
     print(json.dumps(figures, indent=2))
     print(f"wall time {time.perf_counter() - start:.0f} s")
 

@@ -26,6 +26,7 @@ from ganforge.data.captions import CaptionedImages
 from ganforge.data.images import image_grid, pil_to_float
 from ganforge.errors import GanforgeError, MissingDependency
 from ganforge.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features
+from ganforge.metrics.prdc import precision_recall
 from ganforge.pipelines import TextToImagePipeline
 
 UNSEEN = ["cat face with sunglasses", "dog face with sunglasses", "red heart with sunglasses",
@@ -49,8 +50,18 @@ def timed(fn, repeats: int, device: torch.device) -> float:  # type: ignore[no-u
 
 
 def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
-            fid_weights: str | None) -> dict:
+            fid_weights: str | None, floor_split: str | None = "train") -> dict:
+    """FID/KID/precision/recall and R-precision of one image per ``split`` caption (image 0
+    of each prompt: the same noise for every caption), the FID floor (as many real images of
+    ``floor_split`` against the same real images), R-precision on as many training captions,
+    and the grids."""
     data = CaptionedImages.load(captions, pipe.size, split=split)
+    other = train_prompts = None
+    if floor_split:
+        pool = CaptionedImages.load(captions, pipe.size, split=floor_split)
+        chosen = torch.linspace(0, len(pool) - 1, min(len(data), len(pool))).round().long()
+        other = pool.images[chosen].float() / 255
+        train_prompts = [pool.captions[i][0] for i in chosen.tolist()]
     prompts = [caps[0] for caps in data.captions]
     real = data.images.float() / 255
     fake = torch.cat([pipe.generate_tensor(pipe.encode(prompts[i:i + 256]),
@@ -61,9 +72,15 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
         features = InceptionFeatures.load(fid_weights)
         real_f, fake_f = features.features_of(real), features.features_of(fake)
         half = len(real_f) // 2
+        precision, recall = precision_recall(real_f, fake_f, k=3)
         result.update(fid=fid_from_features(fake_f, real_f),
                       kid=kid_from_features(fake_f, real_f)[0],
+                      precision=precision, recall=recall,
                       fid_real_halves=fid_from_features(real_f[:half], real_f[half:]))
+        if other is not None:  # the floor: as many other real images against the same set
+            other_f = features.features_of(other)
+            result.update(fid_floor_other_real=fid_from_features(other_f, real_f),
+                          floor_count=len(other_f))
     except MissingDependency as exc:
         result["fid_note"] = str(exc)
     try:
@@ -74,6 +91,11 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
         real_report = r_precision(scorer, real * 2 - 1, prompts)
         result.update(r_precision=fake_report.mean, r_precision_ci=fake_report.ci,
                       r_precision_real=real_report.mean)
+        if train_prompts:
+            drawn = pipe.generate_tensor(pipe.encode(train_prompts),
+                                         pipe.noise(1, 0).repeat(len(train_prompts), 1))
+            result["r_precision_train_captions"] = r_precision(scorer, drawn,
+                                                               train_prompts).mean
     except (ImportError, GanforgeError) as exc:
         result["r_precision_note"] = str(exc)
     show = slice(0, 16)

@@ -61,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     family = get_family(args.family)
     given = {k: v for k, v in vars(args).items()
-             if k not in ("command", "family", "out", "resume", "handler")}
+             if k not in ("command", "family", "out", "resume", "handler", "threads")}
     if args.resume:
         run_dir = Path(args.resume)
         config = RunConfig.load(run_dir / "config.json")

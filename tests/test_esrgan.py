@@ -133,7 +133,8 @@ def test_pipeline_round_trip(tmp_path: Path) -> None:
     second = loaded(tmp_path / "in.png")
     assert [im.size for im in first] == [(80, 48), (80, 48)]
     assert first[0].tobytes() == first[1].tobytes() == second[0].tobytes()
-    assert min(first[0].getpixel((0, 0))) > 200  # transparency composited onto white
+    corner = first[0].getpixel((0, 0))  # the network saw white; the input's alpha is kept
+    assert first[0].mode == "RGBA" and min(corner[:3]) > 200 and corner[3] == 0
 
 
 def test_bad_inputs(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ transparency (RGBA in, RGBA out) through translate, the shipped restyle model an
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,8 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def trained(shapes: dict[str, Path]) -> Path:
     """A tiny pix2pix trained for 500 steps on the colour swap of the shapes (~4 s)."""
     run = shapes["root"] / "run"
-    train(_config(shapes["a"], shapes["b"], 500, lr_decay_start=0.7, ema_decay=0.99), run)
+    train(_config(shapes["a"], shapes["b"], 500, lr_decay_start=0.7, ema_decay=0.99,
+                  eval_every=250), run)
     return run
 
 
@@ -118,6 +120,9 @@ def test_learns_a_paired_colour_swap_beyond_the_identity(trained: Path,
     assert report.identity["l1"] > 0.2
     assert report.translation["l1"] < 0.35 * report.identity["l1"], report.table()
     assert report.translation["ssim"] > report.identity["ssim"]
+    logged = [json.loads(line) for line in (trained / "logs" / "scalars.jsonl").open()]
+    paired_l1 = [row["quality/paired_l1"] for row in logged if "quality/paired_l1" in row]
+    assert len(paired_l1) == 2 and paired_l1[1] < paired_l1[0]  # the loop's quality hook
 
 
 def test_resume_continues_exactly(shapes: dict[str, Path], tmp_path: Path) -> None:

@@ -14,7 +14,9 @@ Beyond DF-GAN, for fast learning on small data and a CPU (all switchable):
   the generator is told apart from the other captions, not only judged real;
 - a share of each batch is drawn at zero noise and pulled (L1) towards the caption's own
   image, as pix2pix adds L1 to its GAN loss: each training caption names one image;
-- the gradient penalty is applied lazily (every N critic steps, scaled by N).
+- the gradient penalty is applied lazily (every N critic steps, scaled by N);
+- the critic's residual branches start at gain 1 (DF-GAN starts them at 0, which leaves the
+  critic nearly linear for the first thousand steps: blurry, colour-noisy samples).
 """
 
 from __future__ import annotations

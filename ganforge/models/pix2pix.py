@@ -232,6 +232,13 @@ class Pix2Pix(Family):
         return {"g_adv": g_adv.detach(), "l1": l1.detach(), "d": d.detach()}
 
     @torch.no_grad()
+    def quality(self, nets: Mapping[str, nn.Module],
+                batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Mean absolute error to the true targets in [0, 1] units (lower is better)."""
+        fake = nets["generator"](batch["a"]).float()
+        return {"paired_l1": float((fake - batch["b"].float()).abs().mean() / 2)}
+
+    @torch.no_grad()
     def sample_rows(self, nets: Mapping[str, nn.Module],
                     batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [batch["a"], nets["generator"](batch["a"]), batch["b"]]
