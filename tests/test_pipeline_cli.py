@@ -68,7 +68,8 @@ def test_pipeline_refuses_missing_foreign_and_mismatched_models(trained_run: Pat
     config = json.loads((mismatched / "config.json").read_text())
     config["model"]["generator_channels"] = 4
     (mismatched / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="do not fit network"):
+    with pytest.raises(CheckpointError, match=r"do not fit network 'g_ab'.*wrong shape: \S+ "
+                       r"saved \[\d+"):
         ImageToImagePipeline.from_pretrained(mismatched)
     with pytest.raises(ConfigError, match="direction 'sideways' is unknown"):
         ImageToImagePipeline.from_pretrained(trained_run)([], direction="sideways")

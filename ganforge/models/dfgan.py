@@ -420,11 +420,8 @@ class DFGAN(Family):
                                             sentence)).mean()
             loss_mismatch = F.relu(1.0 + disc.judge(real_features,
                                                     disc.normalize_text(other))).mean()
-            loss_match = torch.zeros((), device=real.device)
-            if c.match_weight > 0:
-                loss_match = contrastive_loss(
-                    self.networks["discriminator"].embed(real_features), sentence,
-                    batch["captions"])
+            loss_match = self._matching(real_features, sentence, batch["captions"],
+                                        c.match_weight)
         penalty = torch.zeros((), device=real.device)
         if penalize:
             grads = torch.autograd.grad(score_real.float().sum(), (real_in, text_in),
@@ -439,16 +436,11 @@ class DFGAN(Family):
         # caption's own image
         set_requires_grad(trainable_critic, False)
         with opt.autocast():
-            fake_features = self.networks["discriminator"].features(
-                diff_augment(fake, c.augment))
+            fake_features = disc.features(diff_augment(fake, c.augment))
             text = sentence.detach()
-            loss_g = -self.networks["discriminator"].judge(
-                fake_features, self.networks["discriminator"].normalize_text(text)).float().mean()
-            loss_g_match = torch.zeros((), device=real.device)
-            if c.generator_match_weight > 0:
-                loss_g_match = contrastive_loss(
-                    self.networks["discriminator"].embed(fake_features), text,
-                    batch["captions"])
+            loss_g = -disc.judge(fake_features, disc.normalize_text(text)).float().mean()
+            loss_g_match = self._matching(fake_features, text, batch["captions"],
+                                          c.generator_match_weight)
             loss_recon = torch.zeros((), device=real.device)
             if anchored.any():
                 loss_recon = (fake[anchored].float() - real[anchored].float()).abs().mean()
@@ -459,6 +451,14 @@ class DFGAN(Family):
             "g": loss_g, "d_real": loss_real, "d_fake": loss_fake, "d_mismatch": loss_mismatch,
             "ma_gp": penalty, "match": loss_match, "g_match": loss_g_match,
             "recon": loss_recon}.items()}
+
+    def _matching(self, features: torch.Tensor, sentence: torch.Tensor,
+                  captions: Sequence[str], weight: float) -> torch.Tensor:
+        """The critic's image-text contrastive loss on image features (zero when off)."""
+        if weight <= 0:
+            return torch.zeros((), device=features.device)
+        return contrastive_loss(self.networks["discriminator"].embed(features), sentence,
+                                captions)
 
     def state_dict(self) -> dict[str, Any]:
         return {"critic_steps": self.critic_steps}

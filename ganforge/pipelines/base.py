@@ -27,6 +27,24 @@ PIPELINE_FORMAT = "ganforge-pipeline-v1"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
+def state_mismatch(expected: dict[str, torch.Tensor], saved: dict[str, torch.Tensor],
+                   shown: int = 3) -> str:
+    """What keeps ``saved`` tensors from loading into a network whose state is ``expected``:
+    missing and unexpected names and shape mismatches, a few of each ('' when they fit)."""
+    def some(names: list[str]) -> str:
+        more = f" (+{len(names) - shown} more)" if len(names) > shown else ""
+        return ", ".join(names[:shown]) + more
+
+    missing = sorted(set(expected) - set(saved))
+    unexpected = sorted(set(saved) - set(expected))
+    shapes = [f"{k} saved {list(saved[k].shape)}, expected {list(v.shape)}"
+              for k, v in expected.items() if k in saved and saved[k].shape != v.shape]
+    parts = [f"missing: {some(missing)}" if missing else "",
+             f"unexpected: {some(unexpected)}" if unexpected else "",
+             f"wrong shape: {some(shapes)}" if shapes else ""]
+    return "; ".join(p for p in parts if p)
+
+
 def write_pipeline(path: str | Path, task: str, family: str, model_config: dict[str, Any],
                    info: dict[str, Any], networks: dict[str, nn.Module],
                    trained_steps: int) -> Path:
@@ -152,12 +170,13 @@ class Pipeline:
         for name, net in networks.items():
             prefix = f"{name}."
             state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            try:
-                net.load_state_dict(state)
-            except RuntimeError as exc:
-                raise CheckpointError(f"weights {folder / WEIGHTS_NAME} do not fit network "
-                                      f"{name!r} of its config: {str(exc).splitlines()[0]}"
-                                      ) from None
+            problems = state_mismatch(net.state_dict(), state)
+            if problems:
+                raise CheckpointError(
+                    f"weights {folder / WEIGHTS_NAME} do not fit network {name!r} of its "
+                    f"config ({problems}); was it saved by another ganforge version "
+                    f"(it says {config.get('ganforge_version', 'unknown')}) or edited?")
+            net.load_state_dict(state)
         from ganforge.train.loop import resolve_device
 
         target = resolve_device(str(device))  # 'auto', 'cpu', 'cuda', 'cuda:N', checked
