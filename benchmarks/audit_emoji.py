@@ -27,8 +27,8 @@ import torch
 
 from ganforge.audit import AuditResult, run_audit
 from ganforge.config import RunConfig
+from ganforge.core.artifact import read_header
 from ganforge.pipelines import DEFAULT_MODEL
-from ganforge.pipelines.base import resolve_pipeline_dir
 from ganforge.train.loop import train
 
 SHARED_EMOJI = Path(__file__).resolve().parents[2] / "shared" / "data" / "emoji"
@@ -131,7 +131,7 @@ def main() -> None:
     seconds: dict[str, float] = {}
     classifiers: dict[str, str] = {}
     for index, model in enumerate(args.model):
-        is_run = resolve_pipeline_dir(model) != Path(model)
+        is_run = read_header(model)[0] != Path(model)
         data, template = args.data, args.image_template
         if data is None and not is_run:
             data = str(SHARED_EMOJI / "metadata.jsonl")

@@ -75,7 +75,7 @@ def main() -> None:
     fake_train, fake_test = split(t2i, args.seed)
     detector = train_detector(real_train, fake_train, epochs=args.epochs, width=args.width,
                               seed=args.seed, device=args.device, progress=True)
-    figures: dict[str, object] = {"train": detector.info}
+    figures: dict[str, object] = {"train": detector.metadata}
     figures["held-out text2image"] = detector.evaluate(real_test, fake_test)
     figures["held-out text2image, JPEG 75"] = detector.evaluate(jpeg(real_test),
                                                                 jpeg(fake_test))
@@ -104,9 +104,9 @@ def main() -> None:
         evaluation = {"held_out": shipped.evaluate(real_test + g_test, ship_fake_test),
                       "held_out_jpeg75": shipped.evaluate(jpeg(real_test + g_test),
                                                           jpeg(ship_fake_test))}
-        shipped.info.update({"evaluation": evaluation, "families": ["dfgan text-to-image"] + (
+        shipped.metadata.update({"evaluation": evaluation, "families": ["dfgan text-to-image"] + (
             ["cyclegan twitter<->google"] if args.cyclegan else [])})
-        shipped.save(args.ship)
+        shipped.save_pretrained(args.ship)
         figures["shipped"] = evaluation
         for name, value in evaluation.items():
             print(f"shipped {name:34} AUC {value['auc']:.3f}  accuracy {value['accuracy']:.3f}")

@@ -41,12 +41,12 @@ from ganforge.config import RunConfig
 from ganforge.data.captions import CaptionedImages
 from ganforge.data.images import image_grid, pil_to_float
 from ganforge.errors import GanforgeError, MissingDependency
+from ganforge.inference.vqgan import ImageTokenizer
 from ganforge.metrics.fid import (
     InceptionFeatures,
     fid_from_features,
     kid_from_features,
 )
-from ganforge.models.vqgan import load_tokenizer
 from ganforge.pipelines import DEFAULT_MODEL, TextToImagePipeline
 from ganforge.train.loop import train
 
@@ -67,7 +67,7 @@ def _fid(features: InceptionFeatures | None, fake: torch.Tensor, real_features: 
 def tokenizer_figures(path: Path, val: CaptionedImages, features: InceptionFeatures | None,
                       real_features: torch.Tensor | None) -> dict:
     """Reconstruction PSNR/FID and codebook use of the tokenizer on the validation images."""
-    tokenizer = load_tokenizer(path)
+    tokenizer = ImageTokenizer.from_pretrained(path)
     images = val.images.float() / 127.5 - 1
     codes = tokenizer.encode(images)
     recon = tokenizer.decode(codes).cpu()
@@ -78,7 +78,7 @@ def tokenizer_figures(path: Path, val: CaptionedImages, features: InceptionFeatu
               "psnr": float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean()),
               "perplexity": float(torch.exp(-(share * share.clamp_min(1e-10).log()).sum())),
               "codes_used": float((counts > 0).float().mean()),
-              "parameters": sum(p.numel() for p in tokenizer.networks.parameters())}
+              "parameters": sum(p.numel() for p in tokenizer.modules.parameters())}
     if real_features is not None:
         result["recon_fid"] = _fid(features, (recon + 1) / 2, real_features)["fid"]
     return result
@@ -99,7 +99,7 @@ def model_figures(pipe: TextToImagePipeline, prompts: list[str],
     try:
         from ganforge.metrics.alignment import DEFAULT_SCORER, ImageTextScorer, r_precision
 
-        scorer = ImageTextScorer.load(DEFAULT_SCORER)
+        scorer = ImageTextScorer.from_pretrained(DEFAULT_SCORER)
         report = r_precision(scorer, fake, prompts)
         result.update(r_precision=report.mean, r_precision_ci=list(report.ci))
         result["r_precision_real"] = r_precision(scorer, real, prompts).mean

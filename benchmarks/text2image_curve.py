@@ -65,7 +65,7 @@ def main() -> None:
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pipe = TextToImagePipeline.from_pretrained(run)
-    scorer = ImageTextScorer.load(DEFAULT_SCORER)
+    scorer = ImageTextScorer.from_pretrained(DEFAULT_SCORER)
     val = [caps[0] for caps in CaptionedImages.load(args.captions, pipe.size,
                                                     split="val").captions]
     train_all = [caps[0] for caps in CaptionedImages.load(args.captions, pipe.size,

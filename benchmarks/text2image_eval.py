@@ -86,7 +86,7 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
     try:
         from ganforge.metrics.alignment import DEFAULT_SCORER, ImageTextScorer, r_precision
 
-        scorer = ImageTextScorer.load(DEFAULT_SCORER)
+        scorer = ImageTextScorer.from_pretrained(DEFAULT_SCORER)
         fake_report = r_precision(scorer, fake * 2 - 1, prompts)
         real_report = r_precision(scorer, real * 2 - 1, prompts)
         result.update(r_precision=fake_report.mean, r_precision_ci=fake_report.ci,

@@ -29,17 +29,18 @@ from pathlib import Path
 import torch
 from text2image_emoji import write_split_metadata  # the benchmark beside this one
 
+from ganforge.core.artifact import WEIGHTS_NAME
+from ganforge.core.files import atomic_write_text
 from ganforge.data.captions import CaptionedImages
 from ganforge.data.images import uint8_to_float
 from ganforge.metrics.alignment import (
     DEFAULT_SCORER,
-    WEIGHTS_NAME,
     ImageTextScorer,
     RPrecisionReport,
+    ScorerConfig,
     r_precision,
     train_scorer,
 )
-from ganforge.train.checkpoint import atomic_write_text
 
 STYLES = ("twitter", "google")
 
@@ -111,9 +112,9 @@ def cpu_name() -> str:
 
 
 def model_card(scorer: ImageTextScorer, size_bytes: int) -> str:
-    """The README.md of the saved scorer, from its config and ``info``."""
-    training, validation = scorer.info["training"], scorer.info["validation"]
-    params = sum(p.numel() for p in scorer.parameters())
+    """The README.md of the saved scorer, from its config and ``metadata``."""
+    training, validation = scorer.metadata["training"], scorer.metadata["validation"]
+    params = sum(p.numel() for p in scorer.modules.parameters())
     distinct = validation["val_twitter"]["top1_among"]
 
     def interval(v: dict) -> str:
@@ -143,7 +144,7 @@ CLIP-based R-precision reported elsewhere.
 
 ```python
 from ganforge.metrics.alignment import ImageTextScorer, r_precision
-scorer = ImageTextScorer.load()  # this folder; needs pip install 'ganforge[minilm]'
+scorer = ImageTextScorer.from_pretrained()  # this folder; needs ganforge[minilm]
 report = r_precision(scorer, images, prompts)  # images [N, 3, H, W] in [-1, 1]
 ```
 
@@ -241,24 +242,26 @@ def main() -> None:
         val = load_split(metadata, "val")
         categories = categories_of(metadata["twitter"], val["twitter"])
     if args.evaluate_only:
-        scorer = ImageTextScorer.load(args.out)
+        scorer = ImageTextScorer.from_pretrained(args.out)
     else:
         with torch.random.fork_rng():
             torch.manual_seed(args.seed)
-            scorer = ImageTextScorer(widths=[int(w) for w in args.widths.split(",")])
+            scorer = ImageTextScorer.create(ScorerConfig(
+                widths=[int(w) for w in args.widths.split(",")]))
         scorer = train_scorer(combined([train[s] for s in STYLES]), steps=args.steps,
                               batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                               scorer=scorer)
-        scorer.info["training"].update(
+        scorer.metadata["training"].update(
             cpu=cpu_name(),
             command=f"OMP_NUM_THREADS={args.threads} python {shlex.join(sys.argv)}",
             data="emoji-datasource@16.0.0, train split of emoji_split(base_id, 0.15, seed=1): "
                  "Twemoji and Noto 64 px images, captions = Unicode names")
-    scorer.info["validation"] = evaluate(scorer, val, categories, train["twitter"], args.seed)
-    print(json.dumps(scorer.info, indent=2))
+    scorer.metadata["validation"] = evaluate(scorer, val, categories, train["twitter"],
+                                             args.seed)
+    print(json.dumps(scorer.metadata, indent=2))
     if args.no_save:
         return
-    folder = scorer.save(args.out)
+    folder = scorer.save_pretrained(args.out)
     size_bytes = (folder / WEIGHTS_NAME).stat().st_size
     atomic_write_text(folder / "README.md", model_card(scorer, size_bytes))
     print(f"saved {folder} ({size_bytes / 1e6:.2f} MB weights)")

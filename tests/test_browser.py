@@ -7,6 +7,7 @@ chromedriver is not installed (``apt-get install chromium chromium-driver``).
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -106,6 +107,10 @@ def test_prompt_gives_images_and_upload_gets_translated(
     links = driver.find_elements(By.CSS_SELECTOR, "#gallery a[download]")  # type: ignore
     assert [link.get_attribute("download") for link in links] == [
         f"a-red-circle_s5_{j}.png" for j in range(3)]
+    seed = driver.find_element(By.ID, "seed")  # type: ignore[attr-defined]
+    assert seed.get_attribute("placeholder") == "random"  # short: never cut off
+    assert driver.find_element(By.ID, "last-seed").text == "last: 5"  # type: ignore
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#gallery .card-link")) == 3  # type: ignore
 
     upload = tmp_path / "drawing.png"
     Image.new("RGB", (40, 40), (20, 120, 220)).save(upload)
@@ -128,3 +133,82 @@ def test_prompt_gives_images_and_upload_gets_translated(
                                                                  "prompt is empty"))
     status = driver.find_element(By.ID, "status")  # type: ignore[attr-defined]
     assert "error" in status.get_attribute("class")
+
+
+def _overflow(driver: object) -> str:
+    """What sticks out past the viewport's right edge ('' when nothing does)."""
+    script = """
+        const width = document.documentElement.clientWidth;
+        if (document.documentElement.scrollWidth <= width) return "";
+        return [...document.querySelectorAll("body *")]
+          .filter((e) => e.getBoundingClientRect().right > width + 0.5)
+          .map((e) => `${e.tagName}#${e.id}.${e.className}`).slice(0, 8).join(", ")
+          || `scrollWidth ${document.documentElement.scrollWidth} > ${width}`;
+    """
+    return driver.execute_script(script)  # type: ignore[attr-defined]
+
+
+def test_x4_card_and_verify_in_words_and_nothing_overflows_at_375px(
+        server: str, browser: object, tmp_path: Path) -> None:
+    driver = browser
+    wait = WebDriverWait(driver, 60)
+    # mobile=False: a phone browser would widen its layout viewport to fit what overflows
+    # (hiding it from scrollWidth); a fixed 375 px viewport shows it
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {  # type: ignore
+        "width": 375, "height": 812, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        driver.get(server + "/")  # type: ignore[attr-defined]
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "status"),
+                                                                     "ready"))
+        assert driver.execute_script("return window.innerWidth") == 375  # type: ignore
+        assert _overflow(driver) == ""
+        driver.find_element(By.ID, "prompt").send_keys("a red circle")  # type: ignore
+        driver.find_element(By.ID, "seed").send_keys("2147483647")  # type: ignore
+        driver.find_element(By.ID, "generate-btn").click()  # type: ignore[attr-defined]
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery img")) == 4)
+        assert _overflow(driver) == ""
+
+        # x4 next to an image: the upscaler's result appears right after it
+        first = driver.find_element(By.CSS_SELECTOR, "#gallery figure")  # type: ignore
+        src = first.find_element(By.TAG_NAME, "img").get_attribute("src")
+        first.find_element(By.CSS_SELECTOR, "button.x4").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#gallery figure.upscaled img"))
+        big = driver.find_element(By.CSS_SELECTOR, "#gallery figure.upscaled")  # type: ignore
+        wait.until(lambda d: big.find_element(By.TAG_NAME, "img").get_property(
+            "naturalWidth") == 64)
+        assert driver.execute_script(  # type: ignore[attr-defined]
+            "return arguments[0].previousElementSibling === arguments[1]", big, first)
+        assert _overflow(driver) == ""
+
+        # which model card applies: the upscaler's opens in a dialog
+        big.find_element(By.CSS_SELECTOR, "a.card-link").click()
+        wait.until(lambda d: d.find_element(By.ID, "card-dialog").get_attribute("open"))
+        assert "#" in driver.find_element(By.ID, "card-text").text  # type: ignore
+        assert _overflow(driver) == ""
+        driver.find_element(By.ID, "card-close").click()  # type: ignore[attr-defined]
+
+        # Verify: the verdict in words first, the evidence under it
+        made = tmp_path / "made.png"
+        made.write_bytes(base64.b64decode(src.split(",", 1)[1]))
+        driver.find_element(By.ID, "tab-verify").click()  # type: ignore[attr-defined]
+        driver.find_element(By.ID, "verify-file").send_keys(str(made))  # type: ignore
+        driver.find_element(By.ID, "verify-btn").click()  # type: ignore[attr-defined]
+        wait.until(lambda d: d.find_elements(By.ID, "verdict"))
+        result = driver.find_element(By.ID, "verify-result")  # type: ignore[attr-defined]
+        children = result.find_elements(By.XPATH, "./*")
+        assert children[0].get_attribute("id") == "verdict"
+        assert children[0].text == "Generated by ganforge"
+        assert "watermark" in result.find_element(By.CSS_SELECTOR, "dl.evidence").text
+        assert "{" not in result.text.split("raw answer")[0]  # no raw JSON before the words
+        assert _overflow(driver) == ""
+        notes = tmp_path / "notes.txt"
+        notes.write_text("not an image")
+        driver.find_element(By.ID, "verify-file").send_keys(str(notes))  # type: ignore
+        driver.find_element(By.ID, "verify-btn").click()  # type: ignore[attr-defined]
+        wait.until(lambda d: d.find_element(By.ID, "verdict").text == "Unknown")
+
+        for tab in ("translate", "upscale"):
+            driver.find_element(By.ID, f"tab-{tab}").click()  # type: ignore[attr-defined]
+            assert _overflow(driver) == "", tab
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})  # type: ignore

@@ -14,10 +14,10 @@ from ganforge.cli import main
 from ganforge.config import RunConfig
 from ganforge.data.images import pil_to_float
 from ganforge.errors import CheckpointError, ConfigError, DataError
+from ganforge.inference import load_model
+from ganforge.inference.esrgan import ESRGANInferenceConfig, ESRGANModel
 from ganforge.metrics.image import psnr
 from ganforge.models.esrgan import (
-    ESRGAN,
-    ESRGANConfig,
     bicubic_downscale,
     bicubic_upscale,
     gradient_frequency_loss,
@@ -103,11 +103,10 @@ def _pipe(seed: int = 0, zero_last: bool = False) -> UpscalePipeline:
     """An untrained upscaler: bicubic up-sampling exactly with ``zero_last``, else its output
     layer is randomised (so that it is not just bicubic)."""
     torch.manual_seed(seed)
-    config = ESRGANConfig(**TINY)
-    nets = ESRGAN.build_inference(config)
+    model = ESRGANModel.create(ESRGANInferenceConfig(channels=16, growth=8, blocks=1))
     if not zero_last:
-        torch.nn.init.normal_(nets["generator"].conv_last.weight, std=0.05)
-    return UpscalePipeline("esrgan", TINY, {"scale": 4, "background": "white"}, nets)
+        torch.nn.init.normal_(model.modules["generator"].conv_last.weight, std=0.05)
+    return UpscalePipeline(model)
 
 
 @pytest.mark.parametrize("model", ["random", "shipped"])
@@ -135,6 +134,19 @@ def test_pipeline_round_trip(tmp_path: Path) -> None:
     assert first[0].tobytes() == first[1].tobytes() == second[0].tobytes()
     corner = first[0].getpixel((0, 0))  # the network saw white; the input's alpha is kept
     assert first[0].mode == "RGBA" and min(corner[:3]) > 200 and corner[3] == 0
+
+
+def test_shipped_upscaler_loads_as_a_model_and_round_trips(tmp_path: Path) -> None:
+    """The shipped folder (saved before artifacts) is an ESRGANModel; saved again in the
+    artifact format it gives the same output."""
+    model = load_model(DEFAULT_UPSCALER)
+    assert isinstance(model, ESRGANModel) and model.scale == 4 and model.background == "white"
+    images = pil_to_float([texture(3, 16)])
+    with torch.no_grad():
+        out = model.upscale(images)
+        assert out.shape == (1, 3, 64, 64) and out.dtype == torch.float32
+        again = load_model(model.save_pretrained(tmp_path / "model"))
+        assert again.config == model.config and torch.equal(again.upscale(images), out)
 
 
 def test_bad_inputs(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ganforge.config import RunConfig
 from ganforge.data.synthetic import SCHEMES, write_captioned_shapes, write_shape_domains
 from ganforge.errors import ConfigError
+from ganforge.inference.cyclegan import CycleGANInferenceConfig, CycleGANModel
 from ganforge.metrics import prdc
 from ganforge.metrics.bootstrap import FrechetReference, normal_interval
 from ganforge.metrics.cache import CACHE_ENV, FeatureCache, ImageSet, default_cache_dir
@@ -199,8 +200,8 @@ class PaletteTranslator(torch.nn.Module):
 def test_a_perfect_translator_scores_perfectly(shapes16, tmp_path: Path) -> None:
     """Known answers: translations equal to the targets give FID 0, precision = recall = 1,
     L1 0, PSNR at its cap, SSIM 1, and every sample's nearest real image at distance 0."""
-    pipe = ImageToImagePipeline("cyclegan", {}, {"size": 16, "directions": {"a2b": "g_ab"}},
-                                {"g_ab": PaletteTranslator()})
+    pipe = ImageToImagePipeline(CycleGANModel(CycleGANInferenceConfig(size=16),
+                                              {"g_ab": PaletteTranslator()}))
     source, target = shapes16
     result = evaluate(pipe, translation_inputs(source, target=target), QuadrantColours(),
                       settings=EvaluationSettings(progress=False))
@@ -341,7 +342,8 @@ def test_text_to_image_alignment_is_reported(dfgan_run: tuple[Path, Path],
         calls.update(images=images, prompts=prompts, r=r)
         return alignment.RPrecisionReport(0.5, (0.3, 0.7), len(prompts), r)
 
-    monkeypatch.setattr(alignment.ImageTextScorer, "load", classmethod(lambda *a, **k: None))
+    monkeypatch.setattr(alignment.ImageTextScorer, "from_pretrained",
+                        classmethod(lambda *a, **k: None))
     monkeypatch.setattr(alignment, "r_precision", fake_r_precision)
     run, captions = dfgan_run
     result = run_evaluation(run, captions, None, num_samples=30, features=QuadrantColours(),

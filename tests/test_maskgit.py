@@ -3,6 +3,7 @@ mismatches."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,12 +12,15 @@ import pytest
 import torch
 
 from ganforge.cli import main
-from ganforge.config import RunConfig
+from ganforge.config import RunConfig, to_dict
 from ganforge.data.captions import CaptionedImages
 from ganforge.data.synthetic import CAPTION_COLOURS, write_captioned_shapes
 from ganforge.errors import ConfigError
-from ganforge.models.maskgit import TokenizerMismatch, decode_tokens
-from ganforge.models.vqgan import load_tokenizer
+from ganforge.inference import load_model
+from ganforge.inference.maskgit import MaskGITModel, TokenizerMismatch, decode_tokens
+from ganforge.inference.vqgan import ImageTokenizer
+from ganforge.models.maskgit import MaskGITConfig
+from ganforge.models.vqgan import VQGANConfig
 from ganforge.nn.quantize import VectorQuantizer
 from ganforge.pipelines import TextToImagePipeline
 from ganforge.train.loop import train
@@ -68,7 +72,7 @@ def maskgit_run(tmp_path_factory: pytest.TempPathFactory, captions: Path,
 
 def test_tokenizer_reconstructs_and_uses_its_codebook(captions: Path,
                                                       tokenizer_run: Path) -> None:
-    tokenizer = load_tokenizer(tokenizer_run)
+    tokenizer = ImageTokenizer.from_pretrained(tokenizer_run)
     images = CaptionedImages.load(captions, 16).images.float() / 127.5 - 1
     codes = tokenizer.encode(images)
     assert codes.shape == (len(images), 8, 8) and codes.dtype == torch.long
@@ -185,7 +189,8 @@ def test_tokenizer_mismatches_are_refused(captions: Path, tokenizer_run: Path, m
                                           tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     pipe = TextToImagePipeline.from_pretrained(maskgit_run)
-    other = load_tokenizer(_tokenizer(captions, tmp_path / "tok16", 1, codebook_size=16))
+    other = ImageTokenizer.from_pretrained(_tokenizer(captions, tmp_path / "tok16", 1,
+                                                      codebook_size=16))
     pipe.networks["decoder"] = other.token_decoder()
     with pytest.raises(TokenizerMismatch, match=r"16 codes on a 8x8 grid.*32 codes"):
         pipe("a red circle")
@@ -203,3 +208,44 @@ def test_tokenizer_mismatches_are_refused(captions: Path, tokenizer_run: Path, m
     _tokenizer(captions, tok, 1, seed=1)
     assert main(["train", "maskgit", "--resume", str(run), "--steps", "2"]) == 1
     assert "has changed since this run started" in capsys.readouterr().err
+
+
+def _as_pipeline_v1(model_dir: Path, out: Path, task: str, family: str,
+                    model: dict[str, object], info: dict[str, object]) -> Path:
+    """A copy of a saved model in the format pipelines had before saved artifacts (same
+    weight names, the training config's model section and an info dict in the header)."""
+    out.mkdir()
+    shutil.copy(model_dir / "model.safetensors", out / "model.safetensors")
+    (out / "config.json").write_text(json.dumps({
+        "format": "ganforge-pipeline-v1", "ganforge_version": "0.1.0", "task": task,
+        "family": family, "model": model, "info": info, "trained_steps": 7}))
+    return out
+
+
+def test_models_saved_before_artifacts_load(tokenizer_run: Path, maskgit_run: Path,
+                                            tmp_path: Path) -> None:
+    tokenizer = ImageTokenizer.from_pretrained(tokenizer_run)
+    old_tokenizer = ImageTokenizer.from_pretrained(_as_pipeline_v1(
+        tokenizer_run / "model", tmp_path / "tok", "image-tokenizer", "tokenizer",
+        to_dict(VQGANConfig(**TOKENIZER)),
+        {"size": 16, "grid": 8, "codebook_size": 32, "background": "white"}))
+    assert old_tokenizer.config == tokenizer.config and old_tokenizer.trained_steps == 7
+    assert all(torch.equal(a, b) for a, b in zip(old_tokenizer.tensors().values(),
+                                                 tokenizer.tensors().values(), strict=True))
+
+    model = load_model(maskgit_run)
+    assert isinstance(model, MaskGITModel) and model.config.tokenizer_config == tokenizer.config
+    old = load_model(_as_pipeline_v1(
+        maskgit_run / "model", tmp_path / "mg", "text-to-image", "maskgit",
+        to_dict(MaskGITConfig(**MASKGIT, tokenizer=str(tokenizer_run))),
+        {"size": 16, "grid": 8, "codebook_size": 32, "text_condition": "tokens",
+         "tokenizer": to_dict(VQGANConfig(**TOKENIZER)), "background": "white",
+         "decode_steps": 6, "guidance": 2.0, "temperature": 1.0, "choice_temperature": 4.5}))
+    assert isinstance(old, MaskGITModel) and old.config.tokenizer_config == tokenizer.config
+    assert (old.config.size, old.config.grid, old.config.decode_steps) == (16, 8, 6)
+    text = model.modules["text_encoder"].encode(["a red circle", "a blue square"])
+    seeds = torch.tensor([3, 4])
+    with torch.no_grad():
+        assert torch.equal(old.generate(text, seeds), model.generate(text, seeds))
+    with pytest.raises(ConfigError, match="take no strength option"):
+        model.generate(text, seeds, strength=1.0)

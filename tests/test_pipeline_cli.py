@@ -40,7 +40,7 @@ def test_save_and_load_round_trip_gives_the_same_images(trained_run: Path, shape
     saved = pipe.save_pretrained(tmp_path / "saved")
     assert sorted(p.name for p in saved.iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((saved / "config.json").read_text())
-    assert config["family"] == "cyclegan" and config["info"]["size"] == 16
+    assert config["kind"] == "cyclegan" and config["config"]["size"] == 16
     assert set(k.split(".")[0] for k in load_file(saved / "model.safetensors")) == {"g_ab",
                                                                                     "g_ba"}
     again = ImageToImagePipeline.from_pretrained(saved)(sources, direction="a2b")
@@ -66,7 +66,7 @@ def test_pipeline_refuses_missing_foreign_and_mismatched_models(trained_run: Pat
     mismatched = ImageToImagePipeline.from_pretrained(trained_run).save_pretrained(
         tmp_path / "mismatched")
     config = json.loads((mismatched / "config.json").read_text())
-    config["model"]["generator_channels"] = 4
+    config["config"]["generator_channels"] = 4
     (mismatched / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=r"do not fit network 'g_ab'.*wrong shape: \S+ "
                        r"saved \[\d+"):
@@ -92,7 +92,7 @@ def test_translate_command_writes_images_with_provenance(trained_run: Path, shap
     info = Image.open(out[0]).info
     assert info["ganforge:direction"] == "b2a"
     assert info["ganforge:version"] == ganforge.__version__
-    assert info["ganforge:model"].endswith("model")
+    assert info["ganforge:model"] == "run" and "ganforge:source" not in info  # no paths
 
 
 def test_evaluate_translation_command_reports_paired_metrics(trained_run: Path, shapes16,

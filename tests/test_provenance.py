@@ -11,13 +11,18 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageFilter
+from safetensors.torch import save_file
 
 from ganforge.cli import main
 from ganforge.data.synthetic import draw_shapes, random_layout
 from ganforge.errors import DataError
-from ganforge.pipelines.base import Pipeline
 from ganforge.provenance import watermark
-from ganforge.provenance.detector import load_detector, train_detector
+from ganforge.provenance.detector import (
+    Detector,
+    DetectorConfig,
+    DetectorNet,
+    train_detector,
+)
 from ganforge.provenance.metadata import read_png_metadata, save_png
 from ganforge.provenance.verify import verify_image
 
@@ -101,7 +106,12 @@ def test_another_id_and_remarking_read_as_the_last_id(marked) -> None:
 
 
 def test_pipeline_marks_its_images_deterministically_unless_turned_off(tmp_path: Path) -> None:
-    pipe = Pipeline("test", {}, {}, {"net": torch.nn.Linear(2, 2)})
+    from ganforge.inference.cyclegan import CycleGANInferenceConfig, CycleGANModel
+    from ganforge.pipelines import ImageToImagePipeline
+
+    torch.manual_seed(0)
+    pipe = ImageToImagePipeline(CycleGANModel.create(CycleGANInferenceConfig(
+        size=16, generator_channels=4, generator_blocks=1)))
     torch.manual_seed(0)
     tensor = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8) * 2 - 1, size=64,
                                              mode="bilinear")
@@ -130,9 +140,26 @@ def test_detector_learns_a_synthetic_real_fake_split(tmp_path: Path) -> None:
     fake = [striped(emoji_like(s)) for s in range(1000, 1096)]
     detector = train_detector(real[:64], fake[:64], epochs=6, batch_size=32, width=8, seed=0)
     figures = detector.evaluate(real[64:], fake[64:])
-    assert figures["auc"] > 0.95 and detector.info["final_loss"] < 0.3, (figures, detector.info)
-    loaded = load_detector(detector.save(tmp_path / "det"))
+    assert figures["auc"] > 0.95 and detector.metadata["final_loss"] < 0.3, (figures,
+                                                                          detector.metadata)
+    loaded = Detector.from_pretrained(detector.save_pretrained(tmp_path / "det"))
     assert np.allclose(loaded.probability(real[64:68]), detector.probability(real[64:68]))
+
+
+def test_detector_reads_its_older_format(tmp_path: Path) -> None:
+    """A folder saved before artifacts (ganforge-detector-v1: one flat header, unprefixed
+    weights) loads, its training record kept as metadata."""
+    torch.manual_seed(0)
+    net = DetectorNet(8).eval()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()},
+              str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({
+        "format": "ganforge-detector-v1", "ganforge_version": "0.1.0", "width": 8, "size": 64,
+        "epochs": 3}))
+    loaded = Detector.from_pretrained(tmp_path)
+    assert loaded.config == DetectorConfig(width=8) and loaded.metadata == {"epochs": 3}
+    state = loaded.modules["net"].state_dict()
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
 
 
 def test_verify_verdicts(tmp_path: Path, marked) -> None:
@@ -178,7 +205,8 @@ def test_detector_train_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(argv) == 1 and "--fake DIR" in capsys.readouterr().err
     assert main([*argv, "--fake", str(tmp_path / "fake")]) == 0
     assert "held_out: AUC" in capsys.readouterr().out
-    assert load_detector(tmp_path / "det").info["evaluation"]["held_out"]["real"] >= 1
+    assert Detector.from_pretrained(tmp_path / "det").metadata["evaluation"]["held_out"][
+        "real"] >= 1
 
 
 def test_shipped_default_model_is_named_by_its_watermark_id() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
+import logging
 import re
 import struct
 import threading
@@ -24,32 +26,24 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from ganforge.cli import main
-from ganforge.config import from_dict, to_dict
-from ganforge.models import get_family
-from ganforge.pipelines import ImageToImagePipeline, TextToImagePipeline
+from ganforge.inference.cyclegan import CycleGANInferenceConfig, CycleGANModel
+from ganforge.inference.dfgan import DFGANInferenceConfig, DFGANModel
+from ganforge.pipelines import TextToImagePipeline
 from ganforge.provenance.watermark import SCHEME
 from ganforge.serve.app import ServeConfig, create_app
 
-TINY_TEXT2IMAGE = {"size": 16, "generator_channels": 8, "discriminator_channels": 8,
-                   "text_encoder": "tiny", "text_dim": 32, "text_layers": 1, "noise_dim": 16}
-TINY_CYCLEGAN = {"generator_blocks": 1, "generator_channels": 8, "discriminator_channels": 8,
-                 "discriminator_layers": 2}
+TINY_TEXT2IMAGE = {"size": 16, "generator_channels": 8, "text_encoder": "tiny", "text_dim": 32,
+                   "text_layers": 1, "noise_dim": 16}
+TINY_CYCLEGAN = {"size": 16, "generator_blocks": 1, "generator_channels": 8}
 
 
 def save_tiny_models(folder: Path) -> tuple[Path, Path]:
     """A randomly initialised 16 px text-to-image model and CycleGAN translator (seeded)."""
     torch.manual_seed(0)
-    dfgan = get_family("dfgan")
-    config = from_dict(dfgan.ModelConfig, TINY_TEXT2IMAGE)
-    nets = {k: v for k, v in dfgan.build(config).items() if k in dfgan.ema_networks}
-    text2image = TextToImagePipeline("dfgan", to_dict(config), {"size": 16, "noise_dim": 16},
-                                     nets).save_pretrained(folder / "tiny-t2i")
-    cyclegan = get_family("cyclegan")
-    config = from_dict(cyclegan.ModelConfig, TINY_CYCLEGAN)
-    nets = {k: v for k, v in cyclegan.build(config).items() if k in cyclegan.ema_networks}
-    info = {"size": 16, "background": "white", "directions": {"a2b": "g_ab", "b2a": "g_ba"}}
-    translator = ImageToImagePipeline("cyclegan", to_dict(config), info,
-                                      nets).save_pretrained(folder / "tiny-cyc")
+    text2image = DFGANModel.create(DFGANInferenceConfig(**TINY_TEXT2IMAGE)).save_pretrained(
+        folder / "tiny-t2i")
+    translator = CycleGANModel.create(CycleGANInferenceConfig(**TINY_CYCLEGAN)).save_pretrained(
+        folder / "tiny-cyc")
     return text2image, translator
 
 
@@ -236,7 +230,8 @@ def test_translate_returns_png_or_json_at_model_size(client: TestClient) -> None
 @pytest.mark.parametrize(("upload", "data", "status", "says"), [
     (("notes.txt", b"hello", "text/plain"), {}, 415, "content type 'text/plain'"),
     (("x.png", b"\x89PNG\r\n\x1a\nbroken", "image/png"), {}, 422, "corrupt"),
-    (("x.png", b"plain text, not an image", None), {}, 422, "corrupt"),
+    (("x.png", b"plain text, not an image", None), {}, 415, "not an image"),
+    (("README.md", b"# ganforge\n", "text/markdown"), {}, 415, "content type"),
     (("x.png", b"", "image/png"), {}, 422, "empty"),
     (("big.png", png_claiming_size(5000, 5000), "image/png"), {}, 413,  # our limit
      "5000x5000 = 25000000 pixels; at most 16777216"),
@@ -294,12 +289,84 @@ def test_upscale_and_verify_answer_or_say_they_are_missing(client: TestClient) -
     assert wrong.status_code == 415
 
 
+@pytest.mark.parametrize("kind", [None, "application/octet-stream", "text/markdown"])
+def test_a_file_that_is_no_image_gets_415_from_every_upload(client: TestClient,
+                                                            kind: str | None) -> None:
+    readme = Path(__file__).resolve().parents[1] / "README.md"  # as `curl -F image=@README.md`
+    upload = ("README.md", readme.read_bytes()[:4096]) + ((kind,) if kind else ())
+    for path in ("/api/verify", "/api/translate", "/api/upscale"):
+        response = client.post(path, files={"image": upload})
+        assert response.status_code == 415, (path, response.text)
+        assert "image" in response.json()["error"]
+
+
+def test_upscale_carries_the_uploads_provenance_and_adds_its_step(client: TestClient) -> None:
+    if not client.get("/api/health").json()["upscale"]:
+        pytest.skip("this ganforge has no upscaler")
+    made = client.post("/api/generate", json={"prompt": "red", "n": 1, "seed": 4}).json()
+    png = base64.b64decode(made["images"][0]["png_base64"])
+    response = client.post("/api/upscale", files={"image": ("g.png", png, "image/png")})
+    assert response.status_code == 200, response.text
+    text = Image.open(io.BytesIO(response.content)).text
+    assert text["ganforge:prompt"] == "red" and text["ganforge:seed"] == "4"
+    assert text["ganforge:model"] == "tiny"  # the chain still names the generator
+    (step,) = json.loads(text["ganforge:steps"])
+    assert step["step"] == "upscale" and step["from"] == "16x16" and step["scale"] == 4
+    plain = client.post("/api/upscale", files={"image": ("p.png", png_upload((16, 16)),
+                                                         "image/png")})
+    text = Image.open(io.BytesIO(plain.content)).text
+    assert text["ganforge:model"] == json.loads(text["ganforge:steps"])[0]["model"]
+    assert "ganforge:prompt" not in text
+
+
+def test_each_request_is_logged_with_method_path_status_and_ms(
+        client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ganforge.serve.access")
+    client.get("/api/health")
+    client.post("/api/generate", json={"prompt": "red", "n": 1, "seed": 0})
+    client.get("/api/no-such-thing?secret=1")
+    lines = [r.getMessage() for r in caplog.records if r.name == "ganforge.serve.access"]
+    assert len(lines) == 3, lines
+    pattern = r"^(GET|POST) (/\S*) (\d{3}) \d+\.\d ms$"
+    parsed = [re.match(pattern, line).groups() for line in lines]  # type: ignore[union-attr]
+    assert parsed == [("GET", "/api/health", "200"), ("POST", "/api/generate", "200"),
+                      ("GET", "/api/no-such-thing", "404")]  # no query string
+
+
+def test_models_link_their_model_cards(client: TestClient) -> None:
+    models = {m["name"]: m for m in client.get("/api/models").json()["models"]}
+    assert models["tiny"]["card"] is None  # saved without a README.md
+    card = client.get("/api/models/tiny/card")
+    assert card.status_code == 404 and "no model card" in card.json()["error"]
+    if "upscaler" in models:  # the shipped one has its model card
+        card = client.get(models["upscaler"]["card"])
+        assert card.status_code == 200 and card.headers["content-type"].startswith(
+            "text/markdown") and "#" in card.text
+
+
+def test_a_server_without_a_translator_says_how_to_get_one(
+        tiny_models: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    import ganforge.pipelines
+
+    monkeypatch.setattr(ganforge.pipelines, "DEFAULT_TRANSLATOR", tmp_path / "absent")
+    config = ServeConfig(models=[("tiny", str(tiny_models[0]))])
+    with TestClient(create_app(config)) as c:
+        response = c.post("/api/translate", files={"image": ("x.png", png_upload(),
+                                                             "image/png")})
+    assert response.status_code == 404
+    message = response.json()["error"]
+    assert "restyle-3d-64" in message and "--translator RUN" in message
+
+
 # ------------------------------------------------------------------ models, auth, page
 def test_models_lists_names_tasks_and_directions(client: TestClient) -> None:
     models = {m["name"]: m for m in client.get("/api/models").json()["models"]}
     assert models["tiny"]["task"] == "text-to-image" and models["tiny"]["default"]
     assert models["cyc"]["directions"] == ["a2b", "b2a"] and models["cyc"]["size"] == 16
-    assert not any("/" in str(m) for m in models.values())  # no server paths handed out
+    for model in models.values():  # no server paths handed out; cards by API URL
+        card = model.pop("card")
+        assert "/" not in str(model) and card in (None, f"/api/models/{model['name']}/card")
 
 
 def test_api_key_guards_the_api_but_not_health(tiny_models: tuple[Path, Path]) -> None:
@@ -360,7 +427,7 @@ def test_api_fuzzed_from_its_schema_gives_no_server_error(
 
     for result in schema.get_all_operations():
         fuzz(result.ok())
-    assert len(statuses) == 6 and 200 in statuses["POST /api/generate"]
+    assert len(statuses) == 7 and 200 in statuses["POST /api/generate"]
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -373,3 +440,46 @@ def test_serve_refuses_a_non_loopback_bind_without_a_key(
     assert "does not exist" in capsys.readouterr().err
     assert main(["serve", "--model", str(tiny_models[0]), "--queue-size", "0"]) == 1
     assert "queue size" in capsys.readouterr().err
+
+
+def test_serve_command_logs_one_line_per_request_by_default(
+        tiny_models: tuple[Path, Path]) -> None:
+    import os
+    import queue
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ganforge.cli", "serve", "--model", f"tiny={tiny_models[0]}",
+         "--translator", f"cyc={tiny_models[1]}", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],  # type: ignore
+                     daemon=True).start()
+
+    def wait_for(pattern: str) -> re.Match[str]:
+        deadline, seen = time.monotonic() + 60, []
+        while time.monotonic() < deadline:
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+            match = re.search(pattern, seen[-1])
+            if match:
+                return match
+        raise AssertionError(f"no line matching {pattern!r} in: {''.join(seen)[-2000:]}")
+
+    try:
+        url = wait_for(r"(http://127\.0\.0\.1:\d+)/").group(1)
+        with urllib.request.urlopen(url + "/api/health", timeout=30) as response:
+            assert response.status == 200
+        wait_for(r"^ganforge: GET /api/health 200 \d+\.\d ms$")
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()

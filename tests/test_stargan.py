@@ -96,7 +96,7 @@ def test_save_and_from_pretrained_give_identical_outputs(trained: dict, tmp_path
                     {"reference": trained["sources"][2][:1]}):
         assert torch.equal(pipe.translate_tensor(images, **options),
                            again.translate_tensor(images, **options))
-    assert again.info["styles"] == ["warm", "cool", "dark"] and "directions" not in again.info
+    assert again.model.config.styles == ["warm", "cool", "dark"] and again.directions == []
     # the PIL interface: a style name as the direction is the same as style=
     path = trained["val"][0] / "shape_00000.png"
     assert np.array_equal(np.asarray(pipe(path, "dark")[0]),

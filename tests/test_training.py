@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ganforge.core.seeding import seed_everything
 from ganforge.data.synthetic import write_shape_domains
 from ganforge.errors import CheckpointError, ConfigError, TrainingDiverged
 from ganforge.metrics.translation import evaluate_translation
@@ -15,7 +16,7 @@ from ganforge.models import FAMILIES
 from ganforge.models.cyclegan import CycleGAN
 from ganforge.pipelines import ImageToImagePipeline
 from ganforge.train.checkpoint import checkpoint_steps, load_checkpoint
-from ganforge.train.loop import Trainer, seed_everything, train
+from ganforge.train.loop import Trainer, train
 from tests.conftest import tiny_config
 
 
@@ -36,10 +37,9 @@ def test_cyclegan_learns_the_colour_mapping(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
 
     untrained = Trainer(config, run_dir)
-    untrained_pipe = ImageToImagePipeline(
-        "cyclegan", config.model, CycleGAN.pipeline_info(untrained.model_config,
-                                                         untrained.data_config),
-        CycleGAN.build_inference(untrained.model_config))
+    family = CycleGAN(untrained.model_config)
+    untrained_pipe = ImageToImagePipeline(family.export(family.networks, untrained.data_config,
+                                                        trained_steps=0))
     before = evaluate_translation(untrained_pipe, val_a, val_b, fid_weights=tmp_path / "none",
                                   progress=False)
     train(config, run_dir)
@@ -167,7 +167,7 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path: Path, shapes16) 
         outputs[accum] = pipe.translate_tensor(pipe.preprocess(sources))
     untrained = Trainer(tiny_config(shapes16), tmp_path / "untrained")
     seed_everything(0)  # the initial weights of both runs
-    initial = CycleGAN.build_inference(untrained.model_config)["g_ab"]
+    initial = CycleGAN.build(untrained.model_config)["g_ab"]
     pipe_input = ImageToImagePipeline.from_pretrained(tmp_path / "accum1").preprocess(sources)
     with torch.no_grad():
         before = initial(pipe_input)

@@ -15,9 +15,10 @@ from ganforge.cli import main
 from ganforge.config import RunConfig
 from ganforge.data.synthetic import write_shape_domains
 from ganforge.errors import ConfigError
+from ganforge.inference.cyclegan import CycleGANModel
 from ganforge.metrics.translation import evaluate_translation
 from ganforge.models import get_family
-from ganforge.models.cyclegan import CycleGAN, CycleGANConfig
+from ganforge.models.cyclegan import CycleGAN, CycleGANConfig, UnpairedDataConfig
 from ganforge.models.unit import UNIT, UNITConfig
 from ganforge.pipelines import ImageToImagePipeline
 from ganforge.train.loop import Trainer, train
@@ -56,9 +57,9 @@ def test_unit_learns_the_colour_mapping_both_ways(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
 
     untrained = Trainer(config, run_dir)
-    untrained_pipe = ImageToImagePipeline(
-        "unit", config.model, UNIT.pipeline_info(untrained.model_config, untrained.data_config),
-        UNIT.build_inference(untrained.model_config))
+    family = UNIT(untrained.model_config)
+    untrained_pipe = ImageToImagePipeline(family.export(family.networks, untrained.data_config,
+                                                        trained_steps=0))
     before = evaluate_translation(untrained_pipe, val_a, val_b, fid_weights=tmp_path / "none",
                                   progress=False)
     train(config, run_dir)
@@ -144,10 +145,8 @@ def test_train_translate_samples_and_evaluate_from_the_command_line(shapes16, tm
 
 def test_bad_inputs_get_one_clear_line(unit_run: Path, shapes16, tmp_path: Path,
                                        capsys) -> None:
-    cyclegan = ImageToImagePipeline(
-        "cyclegan", dict(TINY_MODEL), {"size": 16, "directions": {"a2b": "g_ab",
-                                                                  "b2a": "g_ba"}},
-        CycleGAN.build_inference(CycleGANConfig(**TINY_MODEL))).save_pretrained(
+    cyclegan = CycleGANModel.create(CycleGAN.inference_config(
+        CycleGANConfig(**TINY_MODEL), UnpairedDataConfig(size=16))).save_pretrained(
             tmp_path / "cyclegan")
     train_base = ["train", "unit", "--domain-a", str(shapes16[0]), "--domain-b",
                   str(shapes16[1]), "--out", str(tmp_path / "r"), "--steps", "1"]

@@ -4,26 +4,24 @@ labels generated images, and their attribute distribution is compared with the t
 
 from ganforge.audit.classifier import (
     AttributeClassifier,
+    ClassifierConfig,
     ClassifierReport,
-    load_classifier,
-    save_classifier,
     train_attribute_classifier,
 )
 from ganforge.audit.compare import ChiSquare, Comparison, compare, tv_distance
-from ganforge.audit.run import AuditResult, ImageToImageModel, TextToImageModel, run_audit
+from ganforge.audit.run import AuditResult, ImageTranslator, TextToImageSampler, run_audit
 
 __all__ = [
     "AttributeClassifier",
     "AuditResult",
     "ChiSquare",
+    "ClassifierConfig",
     "ClassifierReport",
     "Comparison",
-    "ImageToImageModel",
-    "TextToImageModel",
+    "ImageTranslator",
+    "TextToImageSampler",
     "compare",
-    "load_classifier",
     "run_audit",
-    "save_classifier",
     "train_attribute_classifier",
     "tv_distance",
 ]

@@ -2,46 +2,40 @@
 
 The audit trusts its labels only as far as its held-out accuracy allows, so training always
 keeps part of the data apart and measures per-class recall and the confusion matrix there.
-Saved as a folder: ``classifier.safetensors`` (weights) and ``classifier.json`` (classes,
-shape, held-out figures), written atomically.
+Saved as a ganforge artifact (``ganforge.core.artifact``): the classes and the network's shape
+as its config, the held-out figures as its metadata, written atomically. Folders written before
+artifacts (``classifier.json`` and ``classifier.safetensors``) still load.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-import ganforge
+from ganforge.core.artifact import ARTIFACT_FORMAT, Artifact
 from ganforge.errors import CheckpointError, ConfigError, DataError
-from ganforge.train.checkpoint import atomic_replace_dir
 
+#: the format of classifiers saved before artifacts (read, never written)
 CLASSIFIER_FORMAT = "ganforge-attribute-classifier-v1"
-CONFIG_NAME, WEIGHTS_NAME = "classifier.json", "classifier.safetensors"
 
 
-class AttributeClassifier(nn.Module):
+class ClassifierNet(nn.Module):
     """Images [B, 3, H, W] in [-1, 1] (any H, W: resized to ``input_size``) -> logits [B, C].
 
     Five 3x3 convolutions with batch norm (two of them stride 2), global average pooling and a
     linear layer: about 0.2 M parameters at ``width`` 32.
     """
 
-    def __init__(self, classes: Sequence[str], input_size: int = 32, width: int = 32):
+    def __init__(self, num_classes: int, input_size: int = 32, width: int = 32):
         super().__init__()
-        if len(classes) < 2:
-            raise ConfigError(f"an attribute classifier needs at least 2 classes, got "
-                              f"{list(classes)}")
-        self.classes, self.input_size, self.width = list(classes), input_size, width
+        self.input_size = input_size
 
         def conv(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
             return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
@@ -51,7 +45,7 @@ class AttributeClassifier(nn.Module):
         self.features = nn.Sequential(*conv(3, w), *conv(w, 2 * w, 2), *conv(2 * w, 2 * w),
                                       *conv(2 * w, 4 * w, 2), *conv(4 * w, 4 * w),
                                       nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * w, len(self.classes)))
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * w, num_classes))
 
     def resize(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, 3, input_size, input_size] (antialiased bilinear)."""
@@ -62,17 +56,6 @@ class AttributeClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.resize(images)))
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Class indices [B] (long, on the CPU) of images [B, 3, H, W] in [-1, 1]."""
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
-        out = [self(chunk.to(device).float()).argmax(1).cpu()
-               for chunk in images.split(batch_size)]
-        self.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
 @dataclass
@@ -115,6 +98,86 @@ class ClassifierReport:
                    holdout_count=len(true), accuracy=float(confusion.trace() / n),
                    balanced_accuracy=sum(known) / max(len(known), 1), recall=recall,
                    confusion=confusion.tolist(), holdout_tv=tv, data=data, epochs=epochs)
+
+
+@dataclass
+class ClassifierConfig:
+    """What a classifier labels (``attribute``, one of ``classes``) and its network's shape."""
+
+    attribute: str = ""
+    classes: list[str] = field(default_factory=list)
+    input_size: int = 32
+    width: int = 32
+
+
+class AttributeClassifier(Artifact):
+    """A trained attribute classifier: ``predict(images) -> class indices`` into ``classes``.
+
+    One module, ``net`` (:class:`ClassifierNet`); ``metadata["report"]`` holds its held-out
+    figures (:attr:`report`).
+    """
+
+    kind = "attribute-classifier"
+    Config = ClassifierConfig
+    legacy_formats = (CLASSIFIER_FORMAT,)
+    legacy_files = ("classifier.json", "classifier.safetensors")
+
+    @classmethod
+    def build_modules(cls, config: ClassifierConfig) -> dict[str, nn.Module]:
+        if len(config.classes) < 2:
+            raise ConfigError(f"an attribute classifier needs at least 2 classes, got "
+                              f"{list(config.classes)}")
+        return {"net": ClassifierNet(len(config.classes), config.input_size, config.width)}
+
+    @classmethod
+    def upgrade(cls, header: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """A ``ganforge-attribute-classifier-v1`` header: the network's shape at the top level,
+        the attribute and classes inside its held-out report."""
+        try:
+            report = dict(header["report"])
+            config = {"attribute": report["attribute"], "classes": list(report["classes"]),
+                      "input_size": int(header["input_size"]), "width": int(header["width"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{folder / cls.legacy_files[0]} cannot be read "
+                                  f"({type(exc).__name__}: {exc})") from None
+        return {"format": ARTIFACT_FORMAT, "kind": cls.kind, "version": cls.version,
+                "ganforge_version": header.get("ganforge_version", "unknown"),
+                "config": config, "metadata": {"report": report}}
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
+                        attribute: str | None = None) -> Self:
+        """Load a saved classifier; ``attribute``: when given, it must have been trained for
+        it (ConfigError otherwise)."""
+        model = super().from_pretrained(path, device)
+        if attribute is not None and model.config.attribute != attribute:
+            raise ConfigError(f"classifier {path} labels {model.config.attribute!r}, "
+                              f"not {attribute!r}")
+        return model
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.config.classes)
+
+    @property
+    def report(self) -> ClassifierReport:
+        """Its held-out figures (recorded when it was trained)."""
+        try:
+            return ClassifierReport(**self.metadata["report"])
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(f"classifier of {self.config.attribute!r} has no usable "
+                                  f"held-out report ({type(exc).__name__}: {exc})") from None
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Class indices [B] (long, on the CPU) of images [B, 3, H, W] in [-1, 1]."""
+        net = self.modules["net"]
+        was_training = net.training
+        net.eval()
+        out = [net(chunk.to(self.device).float()).argmax(1).cpu()
+               for chunk in images.split(batch_size)]
+        net.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
 def holdout_split(labels: torch.Tensor, fraction: float, seed: int,
@@ -160,7 +223,8 @@ def train_attribute_classifier(
     batch_size: int = 32, lr: float = 2e-3, input_size: int = 32, width: int = 32,
     seed: int = 0, device: str | torch.device = "cpu", data: str = "", progress: bool = False,
 ) -> tuple[AttributeClassifier, ClassifierReport]:
-    """Train a classifier of ``attribute`` on part of the data; measure it on the rest.
+    """Train a classifier of ``attribute`` on part of the data; measure it on the rest (the
+    report is also recorded in the classifier's metadata, so that it is saved with it).
 
     ``images``: uint8 [N, 3, H, W]; ``labels``: long [N], indices into ``classes``;
     ``groups``: see :func:`holdout_split`. Plain cross-entropy (no class weights), so that the
@@ -180,67 +244,24 @@ def train_attribute_classifier(
     steps_per_epoch = -(-len(train_idx) // batch_size)
     with torch.random.fork_rng(devices=[]):  # weights and dropout follow the seed
         torch.manual_seed(seed)
-        model = AttributeClassifier(classes, input_size, width).to(device).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+        model = AttributeClassifier.create(ClassifierConfig(attribute, list(classes), input_size,
+                                                            width)).to(device)
+        net = model.modules["net"].train()
+        optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr,
                                                        total_steps=epochs * steps_per_epoch)
         for _ in tqdm(range(epochs), desc=f"classifier ({attribute})", disable=not progress):
             order = train_idx[torch.randperm(len(train_idx), generator=gen)]
             for batch in order.split(batch_size):
                 x = _shift(images[batch].float().div(127.5).sub(1.0), gen, shift)
-                loss = F.cross_entropy(model(x.to(device)), labels[batch].to(device))
+                loss = F.cross_entropy(net(x.to(device)), labels[batch].to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-    model.eval()
+    net.eval()
     predicted = model.predict(images[held_idx].float().div(127.5).sub(1.0))
     report = ClassifierReport.measure(attribute, classes, labels[held_idx], predicted,
                                       len(train_idx), data=data, epochs=epochs)
+    model.metadata["report"] = asdict(report)
     return model, report
-
-
-def save_classifier(model: AttributeClassifier, report: ClassifierReport,
-                    path: str | Path) -> Path:
-    """Write the classifier folder ``path`` (weights and JSON) atomically."""
-    config = {"format": CLASSIFIER_FORMAT, "ganforge_version": ganforge.__version__,
-              "input_size": model.input_size, "width": model.width, "report": asdict(report)}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-
-    def fill(tmp: Path) -> None:
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": CLASSIFIER_FORMAT})
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-
-    atomic_replace_dir(path, fill)
-    return Path(path)
-
-
-def load_classifier(path: str | Path, attribute: str | None = None,
-                    device: str | torch.device = "cpu"
-                    ) -> tuple[AttributeClassifier, ClassifierReport]:
-    """Read a classifier folder written by :func:`save_classifier`.
-
-    ``attribute``: when given, the classifier must have been trained for it.
-    """
-    path = Path(path)
-    if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
-        raise CheckpointError(f"no attribute classifier at {path}: expected {CONFIG_NAME} and "
-                              f"{WEIGHTS_NAME} in that folder")
-    try:
-        config: dict[str, Any] = json.loads((path / CONFIG_NAME).read_text())
-        if config.get("format") != CLASSIFIER_FORMAT:
-            raise CheckpointError(f"{path / CONFIG_NAME} is not a ganforge attribute classifier")
-        report = ClassifierReport(**config["report"])
-        model = AttributeClassifier(report.classes, int(config["input_size"]),
-                                    int(config["width"]))
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path / CONFIG_NAME} cannot be read ({type(exc).__name__}: "
-                              f"{exc})") from None
-    if attribute is not None and report.attribute != attribute:
-        raise ConfigError(f"classifier {path} labels {report.attribute!r}, not {attribute!r}")
-    try:
-        model.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
-    except (SafetensorError, OSError, RuntimeError) as exc:
-        raise CheckpointError(f"weights {path / WEIGHTS_NAME} cannot be used "
-                              f"({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval(), report

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ganforge.core.files import atomic_write, atomic_write_text
 from ganforge.errors import MissingDependency
-from ganforge.train.checkpoint import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from ganforge.audit.compare import Comparison

@@ -23,8 +23,6 @@ from tqdm.auto import tqdm
 from ganforge.audit.classifier import (
     AttributeClassifier,
     ClassifierReport,
-    load_classifier,
-    save_classifier,
     train_attribute_classifier,
 )
 from ganforge.audit.compare import Comparison, compare
@@ -36,18 +34,18 @@ from ganforge.audit.report import (
     write_markdown,
 )
 from ganforge.config import RunConfig
+from ganforge.core.files import atomic_write_text
 from ganforge.data.attributes import attribute_of
 from ganforge.data.captions import read_caption_rows
 from ganforge.data.images import ImageFolder, list_images, load_image, parse_color
 from ganforge.errors import ConfigError, DataError
 from ganforge.text import check_prompts
-from ganforge.train.checkpoint import atomic_write_text
 
 CAPTION_PROMPTS = "one training caption per image, drawn at random"
 
 
 @runtime_checkable
-class TextToImageModel(Protocol):
+class TextToImageSampler(Protocol):
     """What the audit needs of a text-to-image model (TextToImagePipeline has it)."""
 
     task: str
@@ -70,15 +68,23 @@ class TextToImageModel(Protocol):
 
 
 @runtime_checkable
-class ImageToImageModel(Protocol):
+class ImageTranslator(Protocol):
     """What the audit needs of an image-to-image model (ImageToImagePipeline has it)."""
 
     task: str
     name: str
-    info: dict[str, Any]
 
     @property
     def size(self) -> int: ...
+
+    @property
+    def background(self) -> str: ...
+
+    @property
+    def directions(self) -> list[str]: ...
+
+    @property
+    def styles(self) -> list[str]: ...
 
     def translate_tensor(self, images: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
         """[B, 3, S, S] in [-1, 1] -> translated images, same layout."""
@@ -159,21 +165,21 @@ class _Data:
             raise DataError(f"captions file {self.file}: {exc}") from None
 
 
-def _load_model(model: str | Path | TextToImageModel | ImageToImageModel, device: str
-                ) -> tuple[TextToImageModel | ImageToImageModel, RunConfig | None]:
+def _load_model(model: str | Path | TextToImageSampler | ImageTranslator, device: str
+                ) -> tuple[TextToImageSampler | ImageTranslator, RunConfig | None]:
     """The model to audit and, for a run folder, the run's config."""
-    if isinstance(model, TextToImageModel | ImageToImageModel):
+    if isinstance(model, TextToImageSampler | ImageTranslator):
         return model, None
+    from ganforge.inference import saved_kind
     from ganforge.pipelines import ImageToImagePipeline, TextToImagePipeline
-    from ganforge.pipelines.base import read_pipeline_config
 
-    folder, config = read_pipeline_config(model)
+    folder, model_cls = saved_kind(model)
     run = RunConfig.load(Path(model) / "config.json") if folder != Path(model) else None
     pipelines = {cls.task: cls for cls in (TextToImagePipeline, ImageToImagePipeline)}
-    if config.get("task") not in pipelines:
-        raise ConfigError(f"model {folder} is a {config.get('task')!r} model; the audit knows "
+    if model_cls.task not in pipelines:
+        raise ConfigError(f"model {folder} is a {model_cls.task!r} model; the audit knows "
                           f"{', '.join(pipelines)}")
-    return pipelines[config["task"]].from_pretrained(folder, device=device), run
+    return pipelines[model_cls.task].from_pretrained(folder, device=device), run
 
 
 def _training_data(data: str | Path | None, image_template: str | None, split: str | None,
@@ -183,11 +189,12 @@ def _training_data(data: str | Path | None, image_template: str | None, split: s
     if data is None:
         if task != "text-to-image":
             raise ConfigError(f"model {model_name} translates images and was trained on "
-                              "unlabelled folders: pass data, a captions file of target-domain "
-                              "images with the attribute as a column")
+                              "unlabelled folders: pass --data CAPTIONS, a captions file of "
+                              "target-domain images with the attribute as a column")
         if run is None or not run.data.get("captions"):
             raise ConfigError(f"model {model_name} is not a run folder whose config names its "
-                              "captions file: pass data (the captions file it was trained on)")
+                              "captions file: pass --data CAPTIONS (the captions file it was "
+                              "trained on)")
         data = run.data["captions"]
         image_template = run.data.get("image_template") or None
         split = run.data.get("split") or None
@@ -228,7 +235,7 @@ def _caption_prompts(data: _Data, count: int, seed: int) -> tuple[list[str], lis
     return prompts, sources
 
 
-def _text_samples(pipe: TextToImageModel, prompts: list[str], seed: int, batch_size: int,
+def _text_samples(pipe: TextToImageSampler, prompts: list[str], seed: int, batch_size: int,
                   progress: bool) -> Iterator[torch.Tensor]:
     """Images [b, 3, S, S] in [-1, 1], one per prompt, in chunks; noise row i from ``seed``."""
     noise = pipe.noise(len(prompts), seed)
@@ -239,7 +246,7 @@ def _text_samples(pipe: TextToImageModel, prompts: list[str], seed: int, batch_s
 
 
 def _source_images(sources: str | Path | None, run: RunConfig | None, direction: str,
-                   count: int, seed: int, pipe: ImageToImageModel) -> ImageFolder:
+                   count: int, seed: int, pipe: ImageTranslator) -> ImageFolder:
     """Up to ``count`` source images drawn at random from the folder ``sources`` (default: the
     run's source domain for ``direction`` a2b or b2a), at the model's size; unreadable files
     are skipped with a warning."""
@@ -254,11 +261,11 @@ def _source_images(sources: str | Path | None, run: RunConfig | None, direction:
     files = list_images(sources)
     gen = torch.Generator().manual_seed(seed)
     chosen = [files[i] for i in torch.randperm(len(files), generator=gen)[:count].tolist()]
-    background = parse_color(pipe.info.get("background", "white"))
+    background = parse_color(pipe.background)
     return ImageFolder.load(sources, pipe.size, background, allow_upscale=True, files=chosen)
 
 
-def _translations(pipe: ImageToImageModel, sources: torch.Tensor, direction: str,
+def _translations(pipe: ImageTranslator, sources: torch.Tensor, direction: str,
                   batch_size: int, progress: bool) -> Iterator[torch.Tensor]:
     """Translations [b, 3, S, S] in [-1, 1] of uint8 ``sources`` [N, 3, S, S], in chunks."""
     for chunk in tqdm(sources.split(batch_size), desc="translating", disable=not progress):
@@ -277,11 +284,11 @@ class _Plan:
     per_prompt: bool = False  # given prompts: each is a group of its own
 
 
-def _plan(pipe: TextToImageModel | ImageToImageModel, data: _Data, prompts: Sequence[str] | None,
+def _plan(pipe: TextToImageSampler | ImageTranslator, data: _Data, prompts: Sequence[str] | None,
           num_samples: int, seed: int, sources: str | Path | None, run: RunConfig | None,
           direction: str, batch_size: int, progress: bool) -> _Plan:
     """Translations of source images, or one image per prompt (given, or training captions)."""
-    if isinstance(pipe, ImageToImageModel):
+    if isinstance(pipe, ImageTranslator):
         folder = _source_images(sources, run, direction, num_samples, seed, pipe)
         return _Plan([{"source": str(f)} for f in folder.paths],
                      _translations(pipe, folder.images, direction, batch_size, progress),
@@ -320,7 +327,8 @@ def _classifier(data: _Data, attribute: str, values: list[str], size: int,
                 ) -> tuple[AttributeClassifier, ClassifierReport]:
     """Load the classifier at ``classifier``, or train one on the training images."""
     if classifier is not None:
-        model, report = load_classifier(classifier, attribute, device)
+        model = AttributeClassifier.from_pretrained(classifier, device, attribute=attribute)
+        report = model.report
         unknown = sorted(set(values) - set(report.classes))
         if unknown:
             raise ConfigError(f"classifier {classifier} does not know the value(s) "
@@ -408,7 +416,7 @@ def _write_report(result: AuditResult, out: Path, kept: dict[str, list[torch.Ten
 
 
 def run_audit(
-    model: str | Path | TextToImageModel | ImageToImageModel,
+    model: str | Path | TextToImageSampler | ImageTranslator,
     attribute: str,
     out: str | Path,
     data: str | Path | None = None,
@@ -434,7 +442,7 @@ def run_audit(
     """Audit how a model covers the values of ``attribute``; write the report into ``out``.
 
     ``model``: a run folder, a saved model folder, or a loaded model (see
-    :class:`TextToImageModel`, :class:`ImageToImageModel`). ``attribute``: a column of the
+    :class:`TextToImageSampler`, :class:`ImageTranslator`). ``attribute``: a column of the
     captions file or 'skin-tone'. ``data``: the captions file of the training data (default:
     the one in the run's config; required for a saved model folder and for image-to-image
     models, where it holds target-domain images), read with ``image_template`` and ``split``.
@@ -460,11 +468,11 @@ def run_audit(
     require_matplotlib()
     out = Path(out)
     pipe, run = _load_model(model, device)
-    if isinstance(pipe, ImageToImageModel) and (prompts or group_by_prompt_attribute):
+    if isinstance(pipe, ImageTranslator) and (prompts or group_by_prompt_attribute):
         raise ConfigError(f"model {pipe.name} translates images: prompts and prompt groups "
                           "apply to text-to-image models only")
-    known = [*pipe.info.get("directions", {}), *pipe.info.get("styles", [])] \
-        if isinstance(pipe, ImageToImageModel) else []
+    known = [*pipe.directions, *pipe.styles] \
+        if isinstance(pipe, ImageTranslator) else []
     if known and direction not in known:  # before the classifier is trained
         raise ConfigError(f"direction {direction!r} is unknown to model {pipe.name}; known: "
                           f"{', '.join(known)}")
@@ -476,7 +484,7 @@ def run_audit(
     group_values = [train_data.values(a) for a in group_by_prompt_attribute]
     clf, report = _classifier(train_data, attribute, values, pipe.size, classifier,
                               holdout_group, classifier_epochs, seed, device, progress)
-    saved = save_classifier(clf, report, out / "classifier") if classifier is None else None
+    saved = clf.save_pretrained(out / "classifier") if classifier is None else None
     classes = report.classes
     plan = _plan(pipe, train_data, prompts, num_samples, seed, sources, run, direction,
                  batch_size, progress)

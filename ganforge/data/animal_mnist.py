@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ganforge.core.files import atomic_replace_dir
 from ganforge.data.images import check_size
 from ganforge.errors import ConfigError, DataError, MissingDependency
-from ganforge.train.checkpoint import atomic_replace_dir
 
 PACKAGE = "animal_mnist"
 PIP_INSTALL = "pip install --no-deps animal-mnist==0.4"

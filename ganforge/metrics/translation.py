@@ -59,7 +59,7 @@ def evaluate_translation(pipe: ImageToImagePipeline, source: str | Path, target:
     """L1, PSNR and SSIM of ``pipe``'s translation of ``source`` against ``target`` (paired),
     the same for the identity map, and FID/KID of both against the target images."""
     pairs = paired_files(source, target)
-    background = parse_color(pipe.info.get("background", "white"))
+    background = parse_color(pipe.background)
     src, tgt, _ = load_pairs(pairs, pipe.size, background)
     to_unit = lambda x: x.float().div(255.0)  # noqa: E731
     fakes = []

@@ -1,8 +1,11 @@
 """What a model family gives the generic training loop and the pipelines.
 
 A family is one file in ``models/``: its config dataclasses, ``build`` for its networks, a
-training recipe ``step`` that returns losses, and what the sample grid and the pipeline need.
-It knows nothing about devices, loops, files or processes.
+training recipe ``step`` that returns losses, the sample grid's rows, and the inference model
+it exports (``ganforge/inference/<family>.py``, which holds the networks inference needs).
+It knows nothing about devices, loops, files, processes or gradients on/off: the loop hands
+``step`` the (possibly compiled) networks and ``minimize`` back-propagates into the named
+optimiser's parameters only.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from torch import nn
 
 from ganforge.data.datasets import TrainData
-from ganforge.errors import ConfigError
+from ganforge.inference.base import InferenceModel
 
 
 class Optimization(Protocol):
@@ -39,6 +42,8 @@ class Family(ABC):
     task: ClassVar[str]  # the pipeline that serves it, e.g. "image-to-image"
     ModelConfig: ClassVar[type]
     DataConfig: ClassVar[type]
+    #: the inference model a trained recipe exports (``ganforge.inference``)
+    Inference: ClassVar[type[InferenceModel]]
     #: networks with EMA copies (those the family builds); samples and pipelines use them
     ema_networks: ClassVar[tuple[str, ...]] = ()
     #: networks the loop may wrap in torch.compile (None = all of them)
@@ -56,19 +61,23 @@ class Family(ABC):
         """All networks of the family, freshly initialised."""
 
     @classmethod
-    def build_inference(cls, model_config: Any,
-                        info: dict[str, Any] | None = None) -> dict[str, nn.Module]:
-        """Only the networks an exported pipeline needs (by default the EMA'd ones).
+    @abstractmethod
+    def inference_config(cls, model_config: Any, data_config: Any) -> Any:
+        """The typed config of the inference model this recipe exports (``Inference.Config``):
+        the networks' shape and what sampling needs (image size, directions, background)."""
 
-        ``info`` is what ``pipeline_info`` saved beside them: a family whose networks depend
-        on another saved model (MaskGIT on its tokenizer) builds them from it."""
-        nets = cls.build(model_config)
-        return {name: nets[name] for name in cls.ema_networks if name in nets}
-
-    @classmethod
-    def pipeline_info(cls, model_config: Any, data_config: Any) -> dict[str, Any]:
-        """Extra settings an exported pipeline needs (image size, directions, ...)."""
-        return {}
+    def export(self, nets: Mapping[str, nn.Module], data_config: Any,
+               trained_steps: int) -> InferenceModel:
+        """The inference model of this training state: ``nets`` are the networks (their EMA
+        copies where the family keeps them); by default the inference model holds those of
+        them its config builds, by name."""
+        config = self.inference_config(self.config, data_config)
+        # the names only: built on the meta device with the RNG put back, so exporting at a
+        # checkpoint neither costs memory nor moves the random stream (exact resume)
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            names = list(self.Inference.build_modules(config))
+        return self.Inference(config, {name: nets[name] for name in names},
+                              {"trained_steps": trained_steps})
 
     @abstractmethod
     def load_data(self, data_config: Any, seed: int) -> TrainData:
@@ -100,41 +109,6 @@ class Family(ABC):
         Families without a cheap metric return nothing."""
         del nets, batch
         return {}
-
-    @classmethod
-    def translate(cls, nets: Mapping[str, nn.Module], info: dict[str, Any],
-                  images: torch.Tensor, direction: str | None = None,
-                  **options: Any) -> torch.Tensor:
-        """Image-to-image inference: [B, 3, H, W] in [-1, 1] -> translated, same layout.
-
-        ``nets`` are the pipeline's (EMA) networks, ``info`` what ``pipeline_info`` gave.
-        The default serves families whose ``info["directions"]`` maps each direction to one
-        network (CycleGAN). Families with more to choose (a target style, a reference image,
-        a latent sample) override this and read their ``options`` (``style``, ``reference``,
-        ``generator``, ...); unknown options must raise ConfigError.
-        """
-        table = info.get("directions", {})
-        if direction not in table:
-            raise ConfigError(f"direction {direction!r} is unknown to this model; "
-                              f"known: {', '.join(table)}")
-        if options:
-            raise ConfigError(f"{cls.name} models take no {', '.join(sorted(options))} option")
-        return nets[table[direction]](images)
-
-    @classmethod
-    def generate(cls, nets: Mapping[str, nn.Module], info: dict[str, Any], text: Any,
-                 noise: torch.Tensor, **options: Any) -> torch.Tensor:
-        """Text-to-image inference: images [B, 3, H, W] in [-1, 1], one per row of ``text``
-        and ``noise`` (what the pipeline's ``encode`` and ``noise`` gave).
-
-        The default serves noise-vector generators conditioned on a sentence embedding
-        (DF-GAN): ``nets["generator"](noise [B, Z], text [B, D])``. Families with sampling
-        settings (MaskGIT: ``guidance``, ``temperature``, ``decode_steps``) override this;
-        unknown options must raise ConfigError.
-        """
-        if options:
-            raise ConfigError(f"{cls.name} models take no {', '.join(sorted(options))} option")
-        return nets["generator"](noise, text)
 
     def state_dict(self) -> dict[str, Any]:
         """Training state outside the networks and optimisers (e.g. image pools)."""

@@ -3,7 +3,7 @@
 Two ResNet generators (A->B, B->A), two 70x70 PatchGAN critics, least-squares GAN loss,
 cycle consistency (weight 10), identity loss (0.5 x cycle weight) and a history pool of 50
 generated images that the critics see. The schedule (constant, then linear decay to zero)
-belongs to the loop's TrainConfig.
+belongs to the loop's TrainConfig. The exported model is ``ganforge.inference.cyclegan``'s.
 """
 
 from __future__ import annotations
@@ -20,14 +20,9 @@ from ganforge.config import option
 from ganforge.data.datasets import UnpairedImages
 from ganforge.data.images import ImageFolder, check_size, parse_color
 from ganforge.errors import ConfigError
+from ganforge.inference.cyclegan import CycleGANInferenceConfig, CycleGANModel, build_generator
 from ganforge.models.base import Family, Optimization
-from ganforge.nn.blocks import (
-    NORMS,
-    PatchDiscriminator,
-    ResnetGenerator,
-    init_normal,
-    set_requires_grad,
-)
+from ganforge.nn.blocks import NORMS, PatchDiscriminator, init_normal
 from ganforge.nn.losses import ADVERSARIAL
 
 
@@ -131,6 +126,7 @@ class CycleGAN(Family):
     task = "image-to-image"
     ModelConfig = CycleGANConfig
     DataConfig = UnpairedDataConfig
+    Inference = CycleGANModel
     ema_networks = ("g_ab", "g_ba")
 
     def __init__(self, model_config: CycleGANConfig):
@@ -143,22 +139,23 @@ class CycleGAN(Family):
     def build(cls, model_config: CycleGANConfig) -> dict[str, nn.Module]:
         c = model_config
 
-        def generator() -> nn.Module:
-            return ResnetGenerator(c.generator_channels, c.generator_blocks, c.norm)
-
         def critic() -> nn.Module:
             return PatchDiscriminator(c.discriminator_channels, c.discriminator_layers, c.norm)
 
-        nets = {"g_ab": generator(), "g_ba": generator(), "d_a": critic(), "d_b": critic()}
+        nets = {"g_ab": build_generator(c), "g_ba": build_generator(c),
+                "d_a": critic(), "d_b": critic()}
         for net in nets.values():
             init_normal(net)
         return nets
 
     @classmethod
-    def pipeline_info(cls, model_config: CycleGANConfig,
-                      data_config: UnpairedDataConfig) -> dict[str, Any]:
-        return {"size": data_config.size, "background": data_config.background,
-                "directions": {"a2b": "g_ab", "b2a": "g_ba"}}
+    def inference_config(cls, model_config: CycleGANConfig,
+                         data_config: UnpairedDataConfig) -> CycleGANInferenceConfig:
+        c = model_config
+        return CycleGANInferenceConfig(
+            size=data_config.size, background=data_config.background,
+            generator_channels=c.generator_channels, generator_blocks=c.generator_blocks,
+            norm=c.norm)
 
     def load_data(self, data_config: UnpairedDataConfig, seed: int) -> UnpairedImages:
         background = parse_color(data_config.background)
@@ -181,9 +178,7 @@ class CycleGAN(Family):
              opt: Optimization) -> dict[str, torch.Tensor]:
         c, adv = self.config, self.adversarial
         real_a, real_b = batch["a"], batch["b"]
-        critics = [self.networks["d_a"], self.networks["d_b"]]
 
-        set_requires_grad(critics, False)
         with opt.autocast():
             fake_b, fake_a = nets["g_ab"](real_a), nets["g_ba"](real_b)
             rec_a, rec_b = nets["g_ba"](fake_b), nets["g_ab"](fake_a)
@@ -197,7 +192,6 @@ class CycleGAN(Family):
                   + c.cycle_weight * c.identity_weight * identity)
         opt.minimize("generators", loss_g)
 
-        set_requires_grad(critics, True)
         with opt.autocast():
             pooled_a = self.pools["a"].query(fake_a.detach())
             pooled_b = self.pools["b"].query(fake_b.detach())

@@ -22,7 +22,6 @@ Beyond DF-GAN, for fast learning on small data and a CPU (all switchable):
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,13 +35,17 @@ from ganforge.config import option
 from ganforge.data.captions import CaptionedImages
 from ganforge.data.images import check_size, parse_color
 from ganforge.errors import ConfigError
+from ganforge.inference.dfgan import (
+    MINILM_DIM,
+    DFGANInferenceConfig,
+    DFGANModel,
+    build_generator,
+    channel_plan,
+)
 from ganforge.models.base import Family, Optimization
 from ganforge.nn.augment import POLICIES, diff_augment
-from ganforge.nn.blocks import set_requires_grad
 from ganforge.text import TextEncoder, build_text_encoder
 from ganforge.text.encoders import text_encoder_settings
-
-MINILM_DIM = 384  # all-MiniLM-L6-v2 sentence embeddings
 
 
 @dataclass
@@ -145,93 +148,6 @@ class CaptionsDataConfig:
         return self
 
 
-class Affine(nn.Module):
-    """Per-channel scale and shift predicted from the condition: x * gamma(c) + beta(c),
-    after a per-image instance normalisation when ``normalize`` (AdaIN, as in StyleGAN)."""
-
-    def __init__(self, cond_dim: int, channels: int, normalize: bool = False):
-        super().__init__()
-        self.norm = nn.InstanceNorm2d(channels) if normalize else nn.Identity()
-        self.gamma = nn.Sequential(nn.Linear(cond_dim, channels), nn.ReLU(inplace=True),
-                                   nn.Linear(channels, channels))
-        self.beta = nn.Sequential(nn.Linear(cond_dim, channels), nn.ReLU(inplace=True),
-                                  nn.Linear(channels, channels))
-        nn.init.zeros_(self.gamma[2].weight)
-        nn.init.ones_(self.gamma[2].bias)
-        nn.init.zeros_(self.beta[2].weight)
-        nn.init.zeros_(self.beta[2].bias)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        x = self.norm(x)
-        return x * self.gamma(cond)[..., None, None] + self.beta(cond)[..., None, None]
-
-
-class FusionBlock(nn.Module):
-    """Two text-conditioned affine transforms, each followed by LeakyReLU."""
-
-    def __init__(self, cond_dim: int, channels: int, normalize: bool = False):
-        super().__init__()
-        self.first = Affine(cond_dim, channels, normalize)
-        self.second = Affine(cond_dim, channels, normalize)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        x = F.leaky_relu(self.first(x, cond), 0.2)
-        return F.leaky_relu(self.second(x, cond), 0.2)
-
-
-class UpBlock(nn.Module):
-    """x2 nearest up-sampling, then fuse-conv-fuse-conv with a (1x1) shortcut."""
-
-    def __init__(self, cond_dim: int, in_ch: int, out_ch: int, normalize: bool = False):
-        super().__init__()
-        self.fuse1 = FusionBlock(cond_dim, in_ch, normalize)
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, 1, 1)
-        self.fuse2 = FusionBlock(cond_dim, out_ch, normalize)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1)
-        self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        h = self.conv2(self.fuse2(self.conv1(self.fuse1(x, cond)), cond))
-        return self.shortcut(x) + h
-
-
-def _channel_plan(size: int, base: int) -> list[int]:
-    """Channels at 4x4, 8x8, ..., size: 8x base for most, then 4x, 2x, 1x at the top."""
-    stages = int(math.log2(size // 4))
-    mult = [8] * (stages + 1)
-    for i, m in enumerate((1, 2, 4)):
-        if stages - i >= 1:
-            mult[stages - i] = min(m, mult[stages - i])
-    return [base * m for m in mult]
-
-
-class TextToImageGenerator(nn.Module):
-    """(noise [B, Z], sentence [B, D]) -> images [B, 3, size, size] in [-1, 1]."""
-
-    def __init__(self, size: int, noise_dim: int, text_dim: int, channels: int,
-                 normalize: bool = False):
-        super().__init__()
-        plan = _channel_plan(size, channels)
-        cond = noise_dim + text_dim
-        self.noise_dim = noise_dim
-        # sentence embeddings are small per component (MiniLM's have unit norm over 384
-        # values, ~0.05 each) beside N(0, 1) noise: standardise them so the text is heard
-        self.text_norm = nn.LayerNorm(text_dim)
-        self.stem = nn.Linear(cond, plan[0] * 16)
-        self.blocks = nn.ModuleList(UpBlock(cond, a, b, normalize)
-                                    for a, b in itertools.pairwise(plan))
-        # linear output (clamped only for display): a tanh here saturates and stalls learning
-        self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(plan[-1], 3, 3, 1, 1))
-
-    def forward(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        cond = torch.cat([noise, self.text_norm(sentence.to(noise.dtype))], dim=1)
-        x = self.stem(cond).view(noise.shape[0], -1, 4, 4)
-        for block in self.blocks:
-            x = block(x, cond)
-        return self.to_rgb(x)
-
-
 class DownBlock(nn.Module):
     """Residual x2 down-sampling: conv4x4/2 + conv3x3, shortcut avg-pool (+1x1), learnt gain."""
 
@@ -252,7 +168,7 @@ class TextImageCritic(nn.Module):
 
     def __init__(self, size: int, text_dim: int, channels: int):
         super().__init__()
-        plan = list(reversed(_channel_plan(size, channels)))
+        plan = list(reversed(channel_plan(size, channels)))
         self.stem = nn.Conv2d(3, plan[0], 3, 1, 1)
         self.blocks = nn.Sequential(*(DownBlock(a, b) for a, b in itertools.pairwise(plan)))
         self.joint = nn.Sequential(
@@ -262,8 +178,8 @@ class TextImageCritic(nn.Module):
         self.image_to_text = nn.Linear(plan[-1], text_dim)
         self.text_norm = nn.LayerNorm(text_dim)  # as in the generator: unit-scale text
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Image features [B, C, 4, 4]."""
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Image features [B, C, 4, 4] (the part worth compiling; the heads are small)."""
         return self.blocks(self.stem(images))
 
     def normalize_text(self, sentence: torch.Tensor) -> torch.Tensor:
@@ -280,8 +196,9 @@ class TextImageCritic(nn.Module):
         """Image features projected into the sentence space [B, D] (for text matching)."""
         return self.image_to_text(features.float().mean(dim=(2, 3)))
 
-    def forward(self, images: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        return self.judge(self.features(images), self.normalize_text(sentence))
+    def score(self, images: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        """Scores [B] of images with their sentence embeddings [B, D]."""
+        return self.judge(self(images), self.normalize_text(sentence))
 
 
 def contrastive_loss(image: torch.Tensor, text: torch.Tensor, captions: Sequence[str],
@@ -322,6 +239,7 @@ class DFGAN(Family):
     task = "text-to-image"
     ModelConfig = DFGANConfig
     DataConfig = CaptionsDataConfig
+    Inference = DFGANModel
     ema_networks = ("generator", "text_encoder")
     compile_networks = ("generator", "discriminator")
     train_defaults: ClassVar[dict[str, Any]] = {
@@ -342,19 +260,19 @@ class DFGAN(Family):
         if c.text_encoder == "tiny":  # trained with the critic; a frozen one is not a network
             nets["text_encoder"] = build_text_encoder(c.text_encoder_config())
         text_dim = c.text_dim if c.text_encoder == "tiny" else MINILM_DIM
-        nets["generator"] = TextToImageGenerator(c.size, c.noise_dim, text_dim,
-                                                 c.generator_channels,
-                                                 normalize=c.fusion_norm == "instance")
+        nets["generator"] = build_generator(c)
         nets["discriminator"] = TextImageCritic(c.size, text_dim, c.discriminator_channels)
         return nets
 
     @classmethod
-    def pipeline_info(cls, model_config: DFGANConfig,
-                      data_config: CaptionsDataConfig) -> dict[str, Any]:
-        info = {"size": model_config.size, "noise_dim": model_config.noise_dim}
-        if model_config.sample_truncation > 0:
-            info["truncation"] = model_config.sample_truncation
-        return info
+    def inference_config(cls, model_config: DFGANConfig,
+                         data_config: CaptionsDataConfig) -> DFGANInferenceConfig:
+        c = model_config
+        return DFGANInferenceConfig(
+            size=c.size, noise_dim=c.noise_dim, generator_channels=c.generator_channels,
+            fusion_norm=c.fusion_norm, text_encoder=c.text_encoder, text_dim=c.text_dim,
+            text_layers=c.text_layers, max_tokens=c.max_tokens,
+            truncation=c.sample_truncation if c.sample_truncation > 0 else None)
 
     def load_data(self, data_config: CaptionsDataConfig, seed: int) -> CaptionedImages:
         return load_captions(data_config, self.config.size, self.config.text_encoder,
@@ -388,10 +306,8 @@ class DFGAN(Family):
         c = self.config
         real = batch["images"]
         critic, generator = nets["discriminator"], nets["generator"]
-        trainable_critic = [self.networks["discriminator"]]
 
         # critic (and trainable text encoder): real+text real, fake+text and real+other fake
-        set_requires_grad(trainable_critic, True)
         self.critic_steps += 1
         penalize = c.gp_weight > 0 and self.critic_steps % c.gp_every == 0
         with opt.autocast():
@@ -407,20 +323,19 @@ class DFGAN(Family):
             noise[anchored] = 0
             fake = generator(noise, sentence.detach())
             real_in = diff_augment(real, c.augment).requires_grad_(penalize)
-            disc = self.networks["discriminator"]
             # the penalty differentiates with respect to the (normalised) text too, even a
             # frozen encoder's
-            text_in = disc.normalize_text(sentence)
+            text_in = critic.normalize_text(sentence)
             if penalize and not text_in.requires_grad:
                 text_in = text_in.detach().requires_grad_()
-            real_features = disc.features(real_in)
-            score_real = disc.judge(real_features, text_in)
+            real_features = critic(real_in)
+            score_real = critic.judge(real_features, text_in)
             loss_real = F.relu(1.0 - score_real).mean()
-            loss_fake = F.relu(1.0 + critic(diff_augment(fake.detach(), c.augment),
-                                            sentence)).mean()
-            loss_mismatch = F.relu(1.0 + disc.judge(real_features,
-                                                    disc.normalize_text(other))).mean()
-            loss_match = self._matching(real_features, sentence, batch["captions"],
+            loss_fake = F.relu(1.0 + critic.judge(critic(diff_augment(fake.detach(), c.augment)),
+                                                  critic.normalize_text(sentence))).mean()
+            loss_mismatch = F.relu(1.0 + critic.judge(real_features,
+                                                      critic.normalize_text(other))).mean()
+            loss_match = self._matching(critic, real_features, sentence, batch["captions"],
                                         c.match_weight)
         penalty = torch.zeros((), device=real.device)
         if penalize:
@@ -434,31 +349,29 @@ class DFGAN(Family):
         # generator: fool the critic with the caption it was given, be told apart from the
         # other captions by the critic's text matching, and (at the chosen noise) draw the
         # caption's own image
-        set_requires_grad(trainable_critic, False)
         with opt.autocast():
-            fake_features = disc.features(diff_augment(fake, c.augment))
+            fake_features = critic(diff_augment(fake, c.augment))
             text = sentence.detach()
-            loss_g = -disc.judge(fake_features, disc.normalize_text(text)).float().mean()
-            loss_g_match = self._matching(fake_features, text, batch["captions"],
+            loss_g = -critic.judge(fake_features, critic.normalize_text(text)).float().mean()
+            loss_g_match = self._matching(critic, fake_features, text, batch["captions"],
                                           c.generator_match_weight)
             loss_recon = torch.zeros((), device=real.device)
             if anchored.any():
                 loss_recon = (fake[anchored].float() - real[anchored].float()).abs().mean()
         opt.minimize("generator", loss_g + c.generator_match_weight * loss_g_match
                      + c.recon_weight * loss_recon)
-        set_requires_grad(trainable_critic, True)
         return {name: v.detach() for name, v in {
             "g": loss_g, "d_real": loss_real, "d_fake": loss_fake, "d_mismatch": loss_mismatch,
             "ma_gp": penalty, "match": loss_match, "g_match": loss_g_match,
             "recon": loss_recon}.items()}
 
-    def _matching(self, features: torch.Tensor, sentence: torch.Tensor,
+    @staticmethod
+    def _matching(critic: nn.Module, features: torch.Tensor, sentence: torch.Tensor,
                   captions: Sequence[str], weight: float) -> torch.Tensor:
         """The critic's image-text contrastive loss on image features (zero when off)."""
         if weight <= 0:
             return torch.zeros((), device=features.device)
-        return contrastive_loss(self.networks["discriminator"].embed(features), sentence,
-                                captions)
+        return contrastive_loss(critic.embed(features), sentence, captions)
 
     def state_dict(self) -> dict[str, Any]:
         return {"critic_steps": self.critic_steps}

@@ -1,7 +1,8 @@
 """x4 (or x2) super-resolution GAN in the ESRGAN school (Wang et al. 2018).
 
-Generator: residual-in-residual dense blocks (RRDB: three 5-conv dense blocks inside a
-residual, every residual scaled by ``residual_scale``, no batch norm), a trunk skip, then x2
+Generator (in ``ganforge.inference.esrgan``, with the model a trained run exports):
+residual-in-residual dense blocks (RRDB: three 5-conv dense blocks inside a residual, every
+residual scaled by ``residual_scale``, no batch norm), a trunk skip, then x2
 nearest-neighbour up-sampling + conv stages. One deviation for small CPU-sized models: by
 default the network predicts the residual over a bicubic up-sampling of its input, with a
 zero-initialised last layer, so an untrained generator is exactly bicubic and every step of
@@ -46,8 +47,8 @@ from ganforge.config import option
 from ganforge.data.datasets import spread
 from ganforge.data.images import ImageFolder, check_size, parse_color, to_tensor, uint8_to_float
 from ganforge.errors import ConfigError
+from ganforge.inference.esrgan import ESRGANInferenceConfig, ESRGANModel, build_generator
 from ganforge.models.base import Family, Optimization
-from ganforge.nn.blocks import set_requires_grad
 
 SCALES = (2, 4)
 
@@ -115,74 +116,7 @@ class SuperResolutionDataConfig:
         return self
 
 
-# ---------------------------------------------------------------------------- networks
-class DenseBlock(nn.Module):
-    """Five 3x3 convs, each seeing all earlier features (dense), residual scaled; no norm."""
-
-    def __init__(self, channels: int, growth: int, residual_scale: float):
-        super().__init__()
-        self.convs = nn.ModuleList(
-            nn.Conv2d(channels + i * growth, growth if i < 4 else channels, 3, 1, 1)
-            for i in range(5))
-        self.residual_scale = residual_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = [x]
-        for conv in self.convs[:-1]:
-            features.append(F.leaky_relu(conv(torch.cat(features, 1)), 0.2))
-        return x + self.residual_scale * self.convs[-1](torch.cat(features, 1))
-
-
-class RRDB(nn.Module):
-    """Residual-in-residual dense block: three dense blocks inside a scaled residual."""
-
-    def __init__(self, channels: int, growth: int, residual_scale: float):
-        super().__init__()
-        self.dense = nn.Sequential(*(DenseBlock(channels, growth, residual_scale)
-                                     for _ in range(3)))
-        self.residual_scale = residual_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.residual_scale * self.dense(x)
-
-
-class RRDBNet(nn.Module):
-    """Low-resolution images [B, 3, h, w] in [-1, 1] -> [B, 3, scale*h, scale*w], same range
-    (not clamped: clamp for display)."""
-
-    def __init__(self, scale: int, channels: int, growth: int, blocks: int,
-                 residual_scale: float, bicubic_skip: bool):
-        super().__init__()
-        self.scale, self.bicubic_skip = scale, bicubic_skip
-        self.conv_first = nn.Conv2d(3, channels, 3, 1, 1)
-        self.body = nn.Sequential(*(RRDB(channels, growth, residual_scale)
-                                    for _ in range(blocks)))
-        self.conv_body = nn.Conv2d(channels, channels, 3, 1, 1)
-        self.upsample = nn.ModuleList(nn.Conv2d(channels, channels, 3, 1, 1)
-                                      for _ in range(scale.bit_length() - 1))
-        self.conv_hr = nn.Conv2d(channels, channels, 3, 1, 1)
-        self.conv_last = nn.Conv2d(channels, 3, 3, 1, 1)
-        for module in self.modules():  # ESRGAN's init: Kaiming scaled by 0.1
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, a=0.2)
-                module.weight.data.mul_(0.1)
-                nn.init.zeros_(module.bias)
-        if bicubic_skip:  # an untrained network is bicubic up-sampling exactly
-            nn.init.zeros_(self.conv_last.weight)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = self.conv_first(images)
-        features = features + self.conv_body(self.body(features))
-        for conv in self.upsample:
-            features = F.leaky_relu(conv(F.interpolate(features, scale_factor=2.0,
-                                                       mode="nearest")), 0.2)
-        out = self.conv_last(F.leaky_relu(self.conv_hr(features), 0.2))
-        if self.bicubic_skip:
-            out = out + F.interpolate(images, scale_factor=float(self.scale), mode="bicubic",
-                                      align_corners=False)
-        return out
-
-
+# ----------------------------------------------------------------------------- critic
 class PatchCritic(nn.Module):
     """High-resolution images [B, 3, H, W] -> realism logits [B, 1, H/8, W/8]; spectral norm,
     no batch norm (RaGAN compares batch means, which batch norm would blur)."""
@@ -302,6 +236,7 @@ class ESRGAN(Family):
     task = "super-resolution"
     ModelConfig = ESRGANConfig
     DataConfig = SuperResolutionDataConfig
+    Inference = ESRGANModel
     ema_networks = ("generator",)
     train_defaults: ClassVar[dict[str, Any]] = {"batch_size": 8, "sample_every": 200,
                                                 "checkpoint_every": 200}
@@ -309,14 +244,17 @@ class ESRGAN(Family):
     @classmethod
     def build(cls, model_config: ESRGANConfig) -> dict[str, nn.Module]:
         c = model_config
-        return {"generator": RRDBNet(c.scale, c.channels, c.growth, c.blocks,
-                                     c.residual_scale, c.bicubic_skip),
+        return {"generator": build_generator(c),
                 "critic": PatchCritic(c.discriminator_channels)}
 
     @classmethod
-    def pipeline_info(cls, model_config: ESRGANConfig,
-                      data_config: SuperResolutionDataConfig) -> dict[str, Any]:
-        return {"scale": model_config.scale, "background": data_config.background}
+    def inference_config(cls, model_config: ESRGANConfig,
+                         data_config: SuperResolutionDataConfig) -> ESRGANInferenceConfig:
+        c = model_config
+        return ESRGANInferenceConfig(
+            scale=c.scale, channels=c.channels, growth=c.growth, blocks=c.blocks,
+            residual_scale=c.residual_scale, bicubic_skip=c.bicubic_skip,
+            background=data_config.background)
 
     def load_data(self, data_config: SuperResolutionDataConfig,
                   seed: int) -> SuperResolutionCrops:
@@ -358,9 +296,8 @@ class ESRGAN(Family):
         gan = not warming_up and c.adversarial_weight > 0
         zero = torch.zeros((), device=hr.device)
         feature, g_adv, d_loss = zero, zero, zero
-        critic = self.networks["critic"]
+        critic = nets["critic"]
 
-        set_requires_grad([critic], False)
         with opt.autocast():
             sr = nets["generator"](lr).float()
             pixel = F.l1_loss(sr, hr)
@@ -370,16 +307,14 @@ class ESRGAN(Family):
                 feature = gradient_frequency_loss(sr, hr)
                 loss_g = c.pixel_weight * pixel + c.feature_weight * feature
                 if gan:
-                    g_adv = relativistic_loss(nets["critic"](hr).float(),
-                                              nets["critic"](sr).float(), fake_is_real=True)
+                    g_adv = relativistic_loss(critic(hr).float(), critic(sr).float(),
+                                              fake_is_real=True)
                     loss_g = loss_g + c.adversarial_weight * g_adv
         opt.minimize("generator", loss_g)
 
         if gan:
-            set_requires_grad([critic], True)
             with opt.autocast():
-                d_loss = relativistic_loss(nets["critic"](hr).float(),
-                                           nets["critic"](sr.detach()).float(),
+                d_loss = relativistic_loss(critic(hr).float(), critic(sr.detach()).float(),
                                            fake_is_real=False)
             opt.minimize("critic", d_loss)
         return {name: value.detach() for name, value in

@@ -8,14 +8,10 @@ cross-attention. With probability ``caption_dropout`` a sample's caption is drop
 transformer sees only its learned null token), which gives classifier-free guidance an
 unconditional model for free.
 
-Sampling: iterative parallel decoding. All positions start masked; at each of ``decode_steps``
-steps every masked position is sampled (temperature), the most confident samples are kept and
-the rest re-masked so that the masked share follows the cosine schedule. Guidance mixes logits:
-uncond + g (cond - uncond); g = 0 is the unconditional model, g = 1 the plain conditional one.
-All randomness of image j comes from one generator seeded by (seed, j).
-
-The exported pipeline holds the tokenizer's codebook and decoder (network ``decoder``, frozen,
-copied from the tokenizer at training time), so a saved model folder is self-contained.
+Sampling (iterative parallel decoding with classifier-free guidance) and the networks are in
+``ganforge.inference.maskgit``. The exported model holds the tokenizer's codebook and decoder
+(network ``decoder``, frozen, copied from the tokenizer at training time), so a saved model
+folder is self-contained.
 """
 
 from __future__ import annotations
@@ -32,20 +28,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.config import from_dict, option
+from ganforge.config import option
 from ganforge.data.captions import CaptionedImages
-from ganforge.errors import CheckpointError, ConfigError
+from ganforge.errors import ConfigError
+from ganforge.inference.maskgit import (
+    MaskGITInferenceConfig,
+    MaskGITModel,
+    TokenizerMismatch,
+    build_networks,
+    check_sampling,
+    check_tokenizer,
+    decode_tokens,
+)
+from ganforge.inference.vqgan import ImageTokenizer
 from ganforge.models.base import Family, Optimization
-from ganforge.models.dfgan import MINILM_DIM, CaptionsDataConfig, load_captions
-from ganforge.models.vqgan import TokenDecoder, VQGANConfig, load_tokenizer
-from ganforge.nn.transformer import MaskedTokenTransformer
-from ganforge.pipelines.base import read_pipeline_config
+from ganforge.models.dfgan import CaptionsDataConfig, load_captions
 from ganforge.text import TextEmbedding, TextEncoder, build_text_encoder
 from ganforge.text.encoders import text_encoder_settings
-
-
-class TokenizerMismatch(CheckpointError):
-    """A tokenizer whose codebook or grid is not the one the transformer was trained for."""
 
 
 @dataclass
@@ -103,26 +102,14 @@ class MaskGITConfig:
                                      self.max_tokens)
 
 
-def check_sampling(guidance: float, temperature: float, decode_steps: int,
-                   positions: int | None = None) -> None:
-    """Raise ConfigError for a negative guidance or temperature, or decoding steps outside
-    1..positions."""
-    if not math.isfinite(guidance) or guidance < 0:
-        raise ConfigError(f"guidance must be a number >= 0, got {guidance}")
-    if not math.isfinite(temperature) or temperature < 0:
-        raise ConfigError(f"temperature must be a number >= 0, got {temperature}")
-    top = positions if positions is not None else 4096
-    if not 1 <= decode_steps <= top:
-        raise ConfigError(f"decode steps must be in 1..{top}, got {decode_steps}")
-
-
-def _tokenizer_config(path: str) -> tuple[VQGANConfig, dict[str, Any]]:
-    """The tokenizer model config and info saved at ``path``, checked to be a tokenizer."""
-    folder, saved = read_pipeline_config(path)
-    if saved.get("task") != "image-tokenizer":
-        raise ConfigError(f"--tokenizer {path}: {folder} holds a {saved.get('task')!r} model, "
+def tokenizer_header(path: str | Path) -> dict[str, Any]:
+    """The saved header of the tokenizer at ``path`` (a run folder or its exported model),
+    checked to be a tokenizer's: ConfigError naming what it is otherwise."""
+    folder, header, _ = ImageTokenizer.locate(path)
+    if header.get("kind") != ImageTokenizer.kind:
+        raise ConfigError(f"--tokenizer {path}: {folder} holds a {header.get('kind')!r} model, "
                           "expected an image tokenizer (ganforge train tokenizer)")
-    return from_dict(VQGANConfig, saved["model"], where=str(folder)), saved.get("info", {})
+    return header
 
 
 def decoder_digest(decoder: nn.Module) -> str:
@@ -132,18 +119,6 @@ def decoder_digest(decoder: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(value.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()
-
-
-def check_tokenizer(transformer: MaskedTokenTransformer, decoder: TokenDecoder, grid: int,
-                    where: str) -> None:
-    """Raise TokenizerMismatch unless the decoder's codebook and the grid are the
-    transformer's."""
-    if (decoder.codebook_size, grid * grid) != (transformer.codebook_size, transformer.positions):
-        trained = math.isqrt(transformer.positions)
-        raise TokenizerMismatch(
-            f"{where}: the tokenizer has {decoder.codebook_size} codes on a {grid}x{grid} grid, "
-            f"but the transformer was trained for {transformer.codebook_size} codes on a "
-            f"{trained}x{trained} grid")
 
 
 class TokenizedCaptions:
@@ -179,55 +154,6 @@ class TokenizedCaptions:
                 "captions": batch["captions"]}
 
 
-@torch.no_grad()
-def decode_tokens(transformer: MaskedTokenTransformer, text: TextEmbedding | None,
-                  seeds: torch.Tensor, steps: int, guidance: float, temperature: float,
-                  choice_temperature: float) -> torch.Tensor:
-    """Iterative parallel decoding: codes [B, N] for B seeds (``text`` None, or guidance 0:
-    the unconditional model). Image j's randomness comes from ``seeds[j]`` alone."""
-    device = transformer.position.device
-    n, k = transformer.positions, transformer.codebook_size
-    b = len(seeds)
-    uniforms = torch.stack([torch.rand(2, steps, n, generator=torch.Generator().manual_seed(
-        int(s))) for s in seeds.tolist()]).to(device)  # [B, 2, steps, N]
-    tokens = torch.full((b, n), transformer.mask_id, dtype=torch.long, device=device)
-    unconditional = transformer.unconditional_context(b)
-    conditional = None
-    if text is not None and guidance != 0:
-        conditional = transformer.context(text.tokens.to(device), text.mask.to(device))
-    for t in range(steps):
-        masked = tokens == transformer.mask_id
-        if conditional is None:
-            logits = transformer(tokens, *unconditional).float()
-        else:
-            logits = transformer(tokens, *conditional).float()
-            if guidance != 1:
-                base = transformer(tokens, *unconditional).float()
-                logits = base + guidance * (logits - base)
-        if temperature == 0:
-            sampled = logits.argmax(-1)
-            probs = logits.softmax(-1)
-        else:
-            probs = (logits / temperature).softmax(-1)
-            cdf = probs.cumsum(-1)
-            sampled = torch.searchsorted(cdf, uniforms[:, 0, t, :, None].contiguous()).squeeze(-1)
-            sampled = sampled.clamp_max(k - 1)
-        sampled = torch.where(masked, sampled, tokens)
-        keep_masked = math.floor(n * math.cos(math.pi / 2 * (t + 1) / steps))
-        keep_masked = max(0, min(keep_masked, int(masked.sum(1).min()) - 1))
-        if keep_masked == 0:
-            tokens = sampled
-            continue
-        confidence = probs.gather(-1, sampled[..., None]).squeeze(-1).clamp_min(1e-30).log()
-        gumbel = -torch.log(-torch.log(uniforms[:, 1, t].clamp(1e-20, 1 - 1e-7)))
-        confidence = confidence + choice_temperature * (1 - (t + 1) / steps) * gumbel
-        confidence = torch.where(masked, confidence, torch.full_like(confidence, math.inf))
-        remask = torch.zeros_like(masked)
-        remask.scatter_(1, confidence.argsort(1)[:, :keep_masked], True)
-        tokens = torch.where(remask, torch.full_like(tokens, transformer.mask_id), sampled)
-    return tokens
-
-
 class MaskGIT(Family):
     """Text-to-image masked generative transformer over the codes of an image tokenizer."""
 
@@ -235,6 +161,7 @@ class MaskGIT(Family):
     task = "text-to-image"
     ModelConfig = MaskGITConfig
     DataConfig = CaptionsDataConfig
+    Inference = MaskGITModel
     ema_networks = ("transformer", "text_encoder", "decoder")
     compile_networks = ("transformer",)
     train_defaults: ClassVar[dict[str, Any]] = {
@@ -249,54 +176,40 @@ class MaskGIT(Family):
         self.tokenizer_digest = decoder_digest(self.networks["decoder"])
 
     @classmethod
-    def _networks(cls, c: MaskGITConfig, tokenizer: VQGANConfig) -> dict[str, nn.Module]:
-        nets: dict[str, nn.Module] = {}
-        if c.text_encoder == "tiny":
-            nets["text_encoder"] = build_text_encoder(c.text_encoder_config())
-        text_dim = c.text_dim if c.text_encoder == "tiny" else MINILM_DIM
-        nets["transformer"] = MaskedTokenTransformer(
-            tokenizer.codebook_size, tokenizer.grid ** 2, text_dim, c.dim, c.layers, c.heads)
-        nets["decoder"] = TokenDecoder(tokenizer).requires_grad_(False)
-        return nets
-
-    @classmethod
     def build(cls, model_config: MaskGITConfig) -> dict[str, nn.Module]:
-        _tokenizer_config(model_config.tokenizer)  # a clear error for anything else
-        tokenizer = load_tokenizer(model_config.tokenizer)
-        nets = cls._networks(model_config, tokenizer.config())
+        tokenizer_header(model_config.tokenizer)  # a clear error for another kind of model
+        tokenizer = ImageTokenizer.from_pretrained(model_config.tokenizer)
+        nets = build_networks(model_config, tokenizer.config)
         nets["decoder"] = tokenizer.token_decoder()
         return nets
 
     @classmethod
-    def build_inference(cls, model_config: MaskGITConfig,
-                        info: dict[str, Any] | None = None) -> dict[str, nn.Module]:
-        if not info or "tokenizer" not in info:
-            raise CheckpointError("maskgit model config has no 'tokenizer' settings in its "
-                                  "info: it was not exported by ganforge train maskgit")
-        tokenizer = from_dict(VQGANConfig, info["tokenizer"], where="maskgit tokenizer info")
-        if (tokenizer.codebook_size, tokenizer.grid) != (info.get("codebook_size"),
-                                                         info.get("grid")):
-            raise TokenizerMismatch(
-                f"maskgit info says {info.get('codebook_size')} codes on a {info.get('grid')} "
-                f"grid, its tokenizer {tokenizer.codebook_size} codes on a {tokenizer.grid} grid")
-        return cls._networks(model_config, tokenizer)
+    def inference_config(cls, model_config: MaskGITConfig,
+                         data_config: CaptionsDataConfig) -> MaskGITInferenceConfig:
+        c = model_config
+        return MaskGITInferenceConfig(
+            tokenizer=dict(tokenizer_header(c.tokenizer)["config"]),
+            background=data_config.background, dim=c.dim, layers=c.layers, heads=c.heads,
+            text_encoder=c.text_encoder, text_dim=c.text_dim, text_layers=c.text_layers,
+            max_tokens=c.max_tokens, decode_steps=c.decode_steps, guidance=c.guidance,
+            temperature=c.temperature, choice_temperature=c.choice_temperature)
 
-    @classmethod
-    def pipeline_info(cls, model_config: MaskGITConfig,
-                      data_config: CaptionsDataConfig) -> dict[str, Any]:
-        from ganforge.config import to_dict
-
-        tokenizer, _ = _tokenizer_config(model_config.tokenizer)
-        return {"size": tokenizer.size, "grid": tokenizer.grid,
-                "codebook_size": tokenizer.codebook_size, "text_condition": "tokens",
-                "tokenizer": to_dict(tokenizer), "background": data_config.background,
-                "decode_steps": model_config.decode_steps, "guidance": model_config.guidance,
-                "temperature": model_config.temperature,
-                "choice_temperature": model_config.choice_temperature}
+    def export(self, nets: Mapping[str, nn.Module], data_config: CaptionsDataConfig,
+               trained_steps: int) -> MaskGITModel:
+        """The transformer and text encoder as trained (their EMA copies) with the tokenizer's
+        frozen codebook and decoder, the tokenizer's config and its weights' digest: the
+        saved model samples without the tokenizer's folder."""
+        config = self.inference_config(self.config, data_config)
+        modules = {name: nets[name] for name in ("text_encoder", "transformer") if name in nets}
+        modules["decoder"] = nets["decoder"]
+        check_tokenizer(modules["transformer"], modules["decoder"], config.grid,
+                        f"maskgit tokenizer {self.config.tokenizer}")
+        return MaskGITModel(config, modules, {"trained_steps": trained_steps,
+                                              "tokenizer_digest": self.tokenizer_digest})
 
     def load_data(self, data_config: CaptionsDataConfig, seed: int) -> TokenizedCaptions:
         device = next(self.networks["transformer"].parameters()).device
-        tokenizer = load_tokenizer(self.config.tokenizer, device=device)
+        tokenizer = ImageTokenizer.from_pretrained(self.config.tokenizer, device)
         data = load_captions(data_config, tokenizer.size, self.config.text_encoder,
                              self.config.max_tokens, seed)
         images = data.images
@@ -332,7 +245,7 @@ class MaskGIT(Family):
         c = self.config
         codes = batch["codes"]
         b, n = codes.shape
-        transformer = self.networks["transformer"]
+        transformer = nets["transformer"]
         device = codes.device
         ratio = torch.cos(torch.rand(b, device=device) * math.pi / 2)
         count = (ratio * n).ceil().clamp(1, n)
@@ -343,7 +256,7 @@ class MaskGIT(Family):
         with opt.autocast():
             text = self.encode_text(nets, batch["captions"])
             context, context_mask = transformer.context(text.tokens, text.mask, keep_text)
-            logits = nets["transformer"](inputs, context, context_mask)
+            logits = transformer(inputs, context, context_mask)
             loss = F.cross_entropy(logits[masked].float(), codes[masked],
                                    label_smoothing=c.label_smoothing)
         opt.minimize("transformer", loss)
@@ -363,27 +276,6 @@ class MaskGIT(Family):
                                   c.temperature, c.choice_temperature)
         return [real, decoder.decode(codes.view(-1, grid, grid)),
                 decoder.decode(generated.view(-1, grid, grid))]
-
-    @classmethod
-    def generate(cls, nets: Mapping[str, nn.Module], info: dict[str, Any], text: Any,
-                 noise: torch.Tensor, guidance: float | None = None,
-                 temperature: float | None = None, decode_steps: int | None = None,
-                 **options: Any) -> torch.Tensor:
-        """Images [B, 3, S, S] in [-1, 1] for text token states (a TextEmbedding of B prompts)
-        and ``noise``: B per-image seeds (int64). Sampling settings default to the model's."""
-        if options:
-            raise ConfigError(f"maskgit models take no {', '.join(sorted(options))} option")
-        transformer, decoder = nets["transformer"], nets["decoder"]
-        grid = int(info["grid"])
-        check_tokenizer(transformer, decoder, grid, "maskgit pipeline")
-        guidance = float(info.get("guidance", 2.0) if guidance is None else guidance)
-        temperature = float(info.get("temperature", 1.0) if temperature is None
-                            else temperature)
-        steps = int(info.get("decode_steps", 12) if decode_steps is None else decode_steps)
-        check_sampling(guidance, temperature, steps, transformer.positions)
-        codes = decode_tokens(transformer, text, noise, steps, guidance, temperature,
-                              float(info.get("choice_temperature", 4.5)))
-        return decoder.decode(codes.view(-1, grid, grid))
 
     def state_dict(self) -> dict[str, Any]:
         return {"tokenizer_digest": self.tokenizer_digest}

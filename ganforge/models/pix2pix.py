@@ -4,14 +4,14 @@ A U-Net generator (encoder-decoder whose mirrored layers are joined by skip conn
 fine detail of the input reaches the output), a PatchGAN critic that judges (input, output)
 pairs stacked channel-wise, and the loss L1(output, true target) x ``l1_weight`` (100 in the
 paper) plus an adversarial term (least squares or hinge). Pairs come from two folders matched
-by file name (``ganforge.data.paired``).
+by file name (``ganforge.data.paired``). The U-Net and the exported model are in
+``ganforge.inference.pix2pix``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +21,9 @@ from ganforge.config import option
 from ganforge.data.images import check_size, parse_color
 from ganforge.data.paired import PairedImages, load_pairs, pair_by_name
 from ganforge.errors import ConfigError
+from ganforge.inference.pix2pix import Pix2PixInferenceConfig, Pix2PixModel, build_generator
 from ganforge.models.base import Family, Optimization
-from ganforge.nn.blocks import NORMS, PatchDiscriminator, init_normal, make_norm, set_requires_grad
+from ganforge.nn.blocks import NORMS, PatchDiscriminator, init_normal
 from ganforge.nn.losses import lsgan
 
 GAN_LOSSES = ("lsgan", "hinge")
@@ -101,54 +102,6 @@ class PairedDataConfig:
         return self
 
 
-class UNetGenerator(nn.Module):
-    """U-Net: images [B, 3, H, W] in [-1, 1] -> [B, 3, H, W] in [-1, 1]; H, W multiples of
-    2^depth.
-
-    Encoder: conv4x4/2 - norm - LeakyReLU(0.2) per level (no norm on the first and the
-    innermost); decoder: ReLU - transposed conv4x4/2 - norm (- dropout), each level fed its
-    encoder twin's features concatenated to the layer below's output.
-    """
-
-    def __init__(self, channels: int = 64, depth: int = 6, norm: str = "instance",
-                 dropout: float = 0.5, max_channels: int = 512):
-        super().__init__()
-        widths = [min(channels * 2 ** i, max(channels, max_channels)) for i in range(depth)]
-        self.down = nn.ModuleList()
-        ch = 3
-        for i, width in enumerate(widths):
-            layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2)]
-            layers.append(nn.Conv2d(ch, width, 4, stride=2, padding=1))
-            if 0 < i < depth - 1:
-                layers.append(make_norm(norm, width))
-            self.down.append(nn.Sequential(*layers))
-            ch = width
-        self.up = nn.ModuleList()
-        for i in reversed(range(depth)):
-            inner = widths[i] if i == depth - 1 else 2 * widths[i]
-            if i == 0:
-                self.up.append(nn.Sequential(nn.ReLU(),
-                                             nn.ConvTranspose2d(inner, 3, 4, stride=2, padding=1),
-                                             nn.Tanh()))
-                continue
-            layers = [nn.ReLU(), nn.ConvTranspose2d(inner, widths[i - 1], 4, stride=2, padding=1),
-                      make_norm(norm, widths[i - 1])]
-            if dropout > 0 and i >= depth - 3:
-                layers.append(nn.Dropout(dropout))
-            self.up.append(nn.Sequential(*layers))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        skips = []
-        x = images
-        for layer in self.down:
-            x = layer(x)
-            skips.append(x)
-        x = self.up[0](skips.pop())
-        for layer in self.up[1:]:
-            x = layer(torch.cat([x, skips.pop()], 1))
-        return x
-
-
 def generator_adversarial(kind: str, fake_scores: torch.Tensor) -> torch.Tensor:
     """The generator's adversarial loss on the critic's scores of its outputs."""
     if kind == "hinge":
@@ -173,13 +126,13 @@ class Pix2Pix(Family):
     task = "image-to-image"
     ModelConfig = Pix2PixConfig
     DataConfig = PairedDataConfig
+    Inference = Pix2PixModel
     ema_networks = ("generator",)
 
     @classmethod
     def build(cls, model_config: Pix2PixConfig) -> dict[str, nn.Module]:
         c = model_config
-        nets = {"generator": UNetGenerator(c.generator_channels, c.generator_depth, c.norm,
-                                           c.dropout, c.generator_max_channels),
+        nets = {"generator": build_generator(c),
                 "critic": PatchDiscriminator(c.discriminator_channels, c.discriminator_layers,
                                              c.norm, in_channels=6)}
         for net in nets.values():
@@ -187,10 +140,14 @@ class Pix2Pix(Family):
         return nets
 
     @classmethod
-    def pipeline_info(cls, model_config: Pix2PixConfig,
-                      data_config: PairedDataConfig) -> dict[str, Any]:
-        return {"size": data_config.size, "background": data_config.background,
-                "directions": {"a2b": "generator"}}
+    def inference_config(cls, model_config: Pix2PixConfig,
+                         data_config: PairedDataConfig) -> Pix2PixInferenceConfig:
+        c = model_config
+        return Pix2PixInferenceConfig(
+            size=data_config.size, background=data_config.background,
+            generator_channels=c.generator_channels,
+            generator_max_channels=c.generator_max_channels, generator_depth=c.generator_depth,
+            norm=c.norm, dropout=c.dropout)
 
     def load_data(self, data_config: PairedDataConfig, seed: int) -> PairedImages:
         levels = 2 ** self.config.generator_depth
@@ -213,9 +170,7 @@ class Pix2Pix(Family):
              opt: Optimization) -> dict[str, torch.Tensor]:
         c = self.config
         real_a, real_b = batch["a"], batch["b"]
-        critic = [self.networks["critic"]]
 
-        set_requires_grad(critic, False)
         with opt.autocast():
             fake_b = nets["generator"](real_a)
             g_adv = generator_adversarial(c.gan_loss,
@@ -223,7 +178,6 @@ class Pix2Pix(Family):
             l1 = F.l1_loss(fake_b.float(), real_b)
         opt.minimize("generator", g_adv + c.l1_weight * l1)
 
-        set_requires_grad(critic, True)
         with opt.autocast():
             d = critic_adversarial(c.gan_loss,
                                    nets["critic"](torch.cat([real_a, real_b], 1)),

@@ -8,15 +8,14 @@ least-squares GAN loss per domain (a PatchGAN critic each), and cycle reconstruc
 the latent (a -> z -> b -> z' -> a). As in the authors' PyTorch code the posterior is
 N(mu, I): the encoder gives mu, z = mu + noise, and the KL term is mean(mu^2).
 
-Inference uses the latent mean; ``Family.translate`` with ``generator=`` draws z = mu + noise
-instead, giving several outputs per input.
+The VAEs and the exported model (which decodes the latent mean, or with ``generator=`` draws
+z = mu + noise, giving several outputs per input) are in ``ganforge.inference.unit``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,21 +24,21 @@ from torch import nn
 from ganforge.config import option
 from ganforge.data.datasets import UnpairedImages
 from ganforge.errors import ConfigError
+from ganforge.inference.unit import (
+    VAE_NETWORKS,
+    UNITInferenceConfig,
+    UNITModel,
+    build_vaes,
+    cross_domain,
+    decode,
+    encode,
+)
 from ganforge.models.base import Family, Optimization
 from ganforge.models.cyclegan import CycleGAN, UnpairedDataConfig
-from ganforge.nn.blocks import (
-    NORMS,
-    PatchDiscriminator,
-    ResnetBlock,
-    init_normal,
-    make_norm,
-    set_requires_grad,
-)
+from ganforge.nn.blocks import NORMS, PatchDiscriminator, init_normal
 from ganforge.nn.losses import ADVERSARIAL
 
 DOMAINS = ("a", "b")
-#: direction -> (source domain, target domain)
-DIRECTIONS = {"a2b": ["a", "b"], "b2a": ["b", "a"]}
 
 
 @dataclass
@@ -89,88 +88,10 @@ class UNITConfig:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         return self
 
-    @property
-    def latent_channels(self) -> int:
-        return self.channels * 2 ** self.downsamplings
-
-
-class DomainEncoder(nn.Module):
-    """The domain's own encoder layers: images [B, 3, H, W] in [-1, 1] -> features
-    [B, C * 2^n, H / 2^n, W / 2^n] (c7s1-C, n stride-2 convs, the unshared residual blocks)."""
-
-    def __init__(self, c: UNITConfig):
-        super().__init__()
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(3, c.channels, 7),
-                                   make_norm(c.norm, c.channels), nn.ReLU(inplace=True)]
-        ch = c.channels
-        for _ in range(c.downsamplings):
-            layers += [nn.Conv2d(ch, ch * 2, 4, stride=2, padding=1), make_norm(c.norm, ch * 2),
-                       nn.ReLU(inplace=True)]
-            ch *= 2
-        layers += [ResnetBlock(ch, c.norm) for _ in range(c.blocks - c.shared_blocks)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
-
-
-class DomainDecoder(nn.Module):
-    """The domain's own decoder layers: latent features [B, C * 2^n, h, w] -> images
-    [B, 3, h * 2^n, w * 2^n] in [-1, 1]. Upsampling is nearest + 5x5 conv (no checkerboard)."""
-
-    def __init__(self, c: UNITConfig):
-        super().__init__()
-        ch = c.latent_channels
-        layers: list[nn.Module] = [ResnetBlock(ch, c.norm)
-                                   for _ in range(c.blocks - c.shared_blocks)]
-        for _ in range(c.downsamplings):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"),
-                       nn.Conv2d(ch, ch // 2, 5, padding=2), make_norm(c.norm, ch // 2),
-                       nn.ReLU(inplace=True)]
-            ch //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, 3, 7), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)
-
-
-def shared_blocks(c: UNITConfig) -> nn.Module:
-    """The residual blocks both domains share (latent features in, same layout out)."""
-    return nn.Sequential(*[ResnetBlock(c.latent_channels, c.norm)
-                           for _ in range(c.shared_blocks)])
-
-
-def encode(nets: Mapping[str, nn.Module], domain: str, images: torch.Tensor) -> torch.Tensor:
-    """Latent mean mu [B, C_z, h, w] of ``images`` [B, 3, H, W] from ``domain``'s encoder."""
-    return nets["enc_shared"](nets[f"enc_{domain}"](images))
-
-
-def decode(nets: Mapping[str, nn.Module], domain: str, shared: torch.Tensor) -> torch.Tensor:
-    """Images of ``domain`` from latents already through the shared decoder blocks."""
-    return nets[f"dec_{domain}"](shared)
-
 
 def kl_term(mu: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, I) || N(0, I)) up to a constant factor: the mean of mu^2."""
     return mu.float().pow(2).mean()
-
-
-def latent_noise(mu: torch.Tensor,
-                 generator: torch.Generator | Sequence[torch.Generator]) -> torch.Tensor:
-    """Unit Gaussian noise shaped like ``mu`` [B, ...], drawn on the CPU (the same on every
-    device): from one generator for the whole batch, or from one generator per image."""
-    if isinstance(generator, torch.Generator):
-        noise = torch.randn(mu.shape, generator=generator)
-    else:
-        generators = list(generator)
-        if len(generators) != len(mu) or not all(isinstance(g, torch.Generator)
-                                                 for g in generators):
-            raise ConfigError(f"generator must be a torch.Generator or a list of one per image "
-                              f"({len(mu)}), got {type(generator).__name__} of "
-                              f"{len(generators)}")
-        noise = torch.stack([torch.randn(mu.shape[1:], generator=g) for g in generators])
-    return noise.to(device=mu.device, dtype=mu.dtype)
 
 
 class UNIT(Family):
@@ -180,7 +101,8 @@ class UNIT(Family):
     task = "image-to-image"
     ModelConfig = UNITConfig
     DataConfig = UnpairedDataConfig
-    ema_networks = ("enc_a", "enc_b", "enc_shared", "dec_shared", "dec_a", "dec_b")
+    Inference = UNITModel
+    ema_networks = VAE_NETWORKS
 
     def __init__(self, model_config: UNITConfig):
         super().__init__(model_config)
@@ -189,9 +111,7 @@ class UNIT(Family):
     @classmethod
     def build(cls, model_config: UNITConfig) -> dict[str, nn.Module]:
         c = model_config
-        nets = {"enc_a": DomainEncoder(c), "enc_b": DomainEncoder(c),
-                "enc_shared": shared_blocks(c), "dec_shared": shared_blocks(c),
-                "dec_a": DomainDecoder(c), "dec_b": DomainDecoder(c),
+        nets = {**build_vaes(c),
                 "d_a": PatchDiscriminator(c.discriminator_channels, c.discriminator_layers,
                                           c.norm),
                 "d_b": PatchDiscriminator(c.discriminator_channels, c.discriminator_layers,
@@ -201,29 +121,13 @@ class UNIT(Family):
         return nets
 
     @classmethod
-    def pipeline_info(cls, model_config: UNITConfig,
-                      data_config: UnpairedDataConfig) -> dict[str, Any]:
-        return {"size": data_config.size, "background": data_config.background,
-                "directions": dict(DIRECTIONS)}
-
-    @classmethod
-    def translate(cls, nets: Mapping[str, nn.Module], info: dict[str, Any],
-                  images: torch.Tensor, direction: str | None = None,
-                  generator: torch.Generator | Sequence[torch.Generator] | None = None,
-                  **options: Any) -> torch.Tensor:
-        """images [B, 3, H, W] in [-1, 1] -> the other domain, same layout.
-
-        Without ``generator`` the latent mean is decoded (deterministic); with a
-        ``torch.Generator`` (or a list of one per image) z = mu + noise is drawn from it."""
-        if direction not in DIRECTIONS:
-            raise ConfigError(f"direction {direction!r} is unknown to this model; "
-                              f"known: {', '.join(DIRECTIONS)}")
-        if options:
-            raise ConfigError(f"{cls.name} models take no {', '.join(sorted(options))} option")
-        source, target = DIRECTIONS[direction]
-        mu = encode(nets, source, images)
-        z = mu if generator is None else mu + latent_noise(mu, generator)
-        return decode(nets, target, nets["dec_shared"](z))
+    def inference_config(cls, model_config: UNITConfig,
+                         data_config: UnpairedDataConfig) -> UNITInferenceConfig:
+        c = model_config
+        return UNITInferenceConfig(
+            size=data_config.size, background=data_config.background, channels=c.channels,
+            downsamplings=c.downsamplings, blocks=c.blocks, shared_blocks=c.shared_blocks,
+            norm=c.norm)
 
     def load_data(self, data_config: UnpairedDataConfig, seed: int) -> UnpairedImages:
         """The same folders, sizes and augmentation as CycleGAN; the size must halve
@@ -247,9 +151,7 @@ class UNIT(Family):
         c, adv = self.config, self.adversarial
         real = {"a": batch["a"], "b": batch["b"]}
         other = {"a": "b", "b": "a"}
-        critics = [self.networks["d_a"], self.networks["d_b"]]
 
-        set_requires_grad(critics, False)
         with opt.autocast():
             mu = {d: encode(nets, d, real[d]) for d in DOMAINS}
             shared = {d: nets["dec_shared"](mu[d] + torch.randn_like(mu[d])) for d in DOMAINS}
@@ -269,7 +171,6 @@ class UNIT(Family):
                     + c.cycle_weight * cycle + c.cycle_kl_weight * cycle_kl)
         opt.minimize("vaes", loss_vae)
 
-        set_requires_grad(critics, True)
         with opt.autocast():
             d_loss = {d: 0.5 * (adv(nets[f"d_{d}"](real[d]), True)
                                 + adv(nets[f"d_{d}"](fake[d].detach()), False))
@@ -285,8 +186,7 @@ class UNIT(Family):
                     batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Rows: A, A->B, A->B->A, B, B->A, B->A->B (latent means)."""
         rows = []
-        for direction, back in (("a2b", "b2a"), ("b2a", "a2b")):
-            real = batch[DIRECTIONS[direction][0]]
-            fake = self.translate(nets, {}, real, direction)
-            rows += [real, fake, self.translate(nets, {}, fake, back)]
+        for source, target in (("a", "b"), ("b", "a")):
+            fake = cross_domain(nets, batch[source], source, target)
+            rows += [batch[source], fake, cross_domain(nets, fake, target, source)]
         return rows

@@ -3,7 +3,9 @@
 Encoder: convolutional residual stages, each halving the resolution, to a ``code_dim`` latent
 per cell (64 px with two halvings: a 16x16 grid). Quantiser: l2-normalised codes looked up by
 cosine similarity, codebook + commitment loss, dead codes restarted from the batch's latents
-(:mod:`ganforge.nn.quantize`). Decoder: the mirror of the encoder.
+(:mod:`ganforge.nn.quantize`). Decoder: the mirror of the encoder. These three are defined in
+``ganforge.inference.vqgan`` with the :class:`ImageTokenizer` a trained run exports; the patch
+critic and the training recipe are here.
 
 Losses: L1 reconstruction; a feature loss, L1 between the patch critic's features of the real
 and the reconstructed image at every scale; after ``adversarial_start`` steps a hinge patch
@@ -16,10 +18,8 @@ the loss becomes pix2pixHD's feature matching on learnt features.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -31,10 +31,14 @@ from ganforge.data.captions import CaptionedImages
 from ganforge.data.datasets import random_flip, spread
 from ganforge.data.images import ImageFolder, check_size, parse_color, uint8_to_float
 from ganforge.errors import ConfigError
+from ganforge.inference.vqgan import (
+    Decoder,
+    Encoder,
+    ImageTokenizer,
+    VQGANInferenceConfig,
+    build_quantizer,
+)
 from ganforge.models.base import Family, Optimization
-from ganforge.nn.blocks import set_requires_grad
-from ganforge.nn.quantize import VectorQuantizer
-from ganforge.pipelines.base import Pipeline
 
 
 @dataclass
@@ -121,60 +125,6 @@ class ImagesOnly:
         return {"images": uint8_to_float(self.images[spread(len(self), count)])}
 
 
-class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, with a (1x1) shortcut."""
-
-    def __init__(self, in_ch: int, out_ch: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.GroupNorm(min(8, in_ch), in_ch), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, 1, 1),
-            nn.GroupNorm(min(8, out_ch), out_ch), nn.SiLU(), nn.Conv2d(out_ch, out_ch, 3, 1, 1))
-        self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(x) + self.body(x)
-
-
-def _stage_channels(channels: int, downsample: int) -> list[int]:
-    return [channels * min(2 ** i, 4) for i in range(downsample + 1)]
-
-
-class Encoder(nn.Module):
-    """Images [B, 3, S, S] in [-1, 1] -> latents [B, code_dim, S/2^d, S/2^d]."""
-
-    def __init__(self, channels: int, downsample: int, code_dim: int):
-        super().__init__()
-        plan = _stage_channels(channels, downsample)
-        layers: list[nn.Module] = [nn.Conv2d(3, plan[0], 3, 1, 1)]
-        for a, b in itertools.pairwise(plan):
-            layers += [ResBlock(a, a), nn.Conv2d(a, b, 4, 2, 1)]
-        layers += [ResBlock(plan[-1], plan[-1]), nn.GroupNorm(min(8, plan[-1]), plan[-1]),
-                   nn.SiLU(), nn.Conv2d(plan[-1], code_dim, 1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
-
-
-class Decoder(nn.Module):
-    """Latents [B, code_dim, g, g] -> images [B, 3, g*2^d, g*2^d] (linear output, clamp to show)."""
-
-    def __init__(self, channels: int, downsample: int, code_dim: int):
-        super().__init__()
-        plan = list(reversed(_stage_channels(channels, downsample)))
-        layers: list[nn.Module] = [nn.Conv2d(code_dim, plan[0], 3, 1, 1), ResBlock(plan[0],
-                                                                                  plan[0])]
-        for a, b in itertools.pairwise(plan):
-            layers += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(a, b, 3, 1, 1),
-                       ResBlock(b, b)]
-        layers += [nn.GroupNorm(min(8, plan[-1]), plan[-1]), nn.SiLU(),
-                   nn.Conv2d(plan[-1], 3, 3, 1, 1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.net(latents)
-
-
 class PatchCritic(nn.Module):
     """Images [B, 3, S, S] -> (patch scores [B, 1, S/8, S/8], features at each scale)."""
 
@@ -197,33 +147,14 @@ class PatchCritic(nn.Module):
         return self.head(x), features
 
 
-class TokenDecoder(nn.Module):
-    """What turns codes back into pixels: the codebook and the decoder.
-
-    ``decode(codes [B, g, g] int64) -> images [B, 3, S, S]`` in [-1, 1] (clamped).
-    """
-
-    def __init__(self, config: VQGANConfig):
-        super().__init__()
-        self.quantizer = VectorQuantizer(config.codebook_size, config.code_dim,
-                                         config.commitment, dead_threshold=config.restart_threshold)
-        self.decoder = Decoder(config.channels, config.downsample, config.code_dim)
-
-    @property
-    def codebook_size(self) -> int:
-        return self.quantizer.codebook_size
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.quantizer.lookup(codes)).float().clamp(-1, 1)
-
-
 class VQGAN(Family):
     """Image tokenizer: a VQ autoencoder turning images into a grid of discrete codes."""
 
     name = "tokenizer"
-    task = "image-tokenizer"
+    task = "tokenizer"
     ModelConfig = VQGANConfig
     DataConfig = TokenizerDataConfig
+    Inference = ImageTokenizer
     ema_networks = ("encoder", "quantizer", "decoder")
     compile_networks = ("encoder", "decoder", "discriminator")
     # The exported networks are the live ones (EMA decay 0): an average of codebooks whose
@@ -240,17 +171,18 @@ class VQGAN(Family):
     def build(cls, model_config: VQGANConfig) -> dict[str, nn.Module]:
         c = model_config
         return {"encoder": Encoder(c.channels, c.downsample, c.code_dim),
-                "quantizer": VectorQuantizer(c.codebook_size, c.code_dim, c.commitment,
-                                             dead_threshold=c.restart_threshold),
+                "quantizer": build_quantizer(c),
                 "decoder": Decoder(c.channels, c.downsample, c.code_dim),
                 "discriminator": PatchCritic(c.discriminator_channels)}
 
     @classmethod
-    def pipeline_info(cls, model_config: VQGANConfig,
-                      data_config: TokenizerDataConfig) -> dict[str, Any]:
-        return {"size": model_config.size, "grid": model_config.grid,
-                "codebook_size": model_config.codebook_size,
-                "background": data_config.background}
+    def inference_config(cls, model_config: VQGANConfig,
+                         data_config: TokenizerDataConfig) -> VQGANInferenceConfig:
+        c = model_config
+        return VQGANInferenceConfig(
+            size=c.size, downsample=c.downsample, channels=c.channels,
+            codebook_size=c.codebook_size, code_dim=c.code_dim, commitment=c.commitment,
+            restart_threshold=c.restart_threshold, background=data_config.background)
 
     def load_data(self, data_config: TokenizerDataConfig, seed: int) -> Any:
         background = parse_color(data_config.background)
@@ -279,7 +211,6 @@ class VQGAN(Family):
         adversarial = self.steps_done >= c.adversarial_start
         self.steps_done += 1
         critic = nets["discriminator"]
-        set_requires_grad([self.networks["discriminator"]], False)
         with opt.autocast():
             quantized = nets["quantizer"](nets["encoder"](real))
             fake = nets["decoder"](quantized.latents.to(real.dtype))
@@ -298,7 +229,6 @@ class VQGAN(Family):
                     loss_g = -fake_scores.float().mean()
                     loss = loss + c.adversarial_weight * loss_g
         opt.minimize("autoencoder", loss)
-        set_requires_grad([self.networks["discriminator"]], True)
         loss_d = zero
         if adversarial:
             with opt.autocast():
@@ -327,58 +257,3 @@ class VQGAN(Family):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps_done = int(state.get("steps_done", 0))
-
-
-class ImageTokenizer(Pipeline):
-    """A trained tokenizer: ``encode(images) -> codes``, ``decode(codes) -> images``.
-
-    Images are [B, 3, S, S] in [-1, 1]; codes [B, g, g] int64 in 0..codebook_size-1.
-    """
-
-    task = "image-tokenizer"
-
-    @property
-    def size(self) -> int:
-        return int(self.info["size"])
-
-    @property
-    def grid(self) -> int:
-        return int(self.info["grid"])
-
-    @property
-    def codebook_size(self) -> int:
-        return int(self.info["codebook_size"])
-
-    def config(self) -> VQGANConfig:
-        """The tokenizer's model config."""
-        from ganforge.config import from_dict
-
-        return from_dict(VQGANConfig, self.model_config, where=f"tokenizer {self.name}")
-
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Codes [B, g, g] of images [B, 3, S, S] in [-1, 1]."""
-        out = []
-        for chunk in images.split(batch_size):
-            latents = self.networks["encoder"](chunk.to(self.device).float())
-            out.append(self.networks["quantizer"](latents).codes)
-        return torch.cat(out)
-
-    @torch.no_grad()
-    def decode(self, codes: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Images [B, 3, S, S] in [-1, 1] of codes [B, g, g]."""
-        quantizer, decoder = self.networks["quantizer"], self.networks["decoder"]
-        return torch.cat([decoder(quantizer.lookup(chunk.to(self.device))).float().clamp(-1, 1)
-                          for chunk in codes.split(batch_size)])
-
-    def token_decoder(self) -> TokenDecoder:
-        """A :class:`TokenDecoder` holding copies of this tokenizer's codebook and decoder."""
-        module = TokenDecoder(self.config())
-        module.quantizer.load_state_dict(self.networks["quantizer"].state_dict())
-        module.decoder.load_state_dict(self.networks["decoder"].state_dict())
-        return module.to(self.device).eval().requires_grad_(False)
-
-
-def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> ImageTokenizer:
-    """The tokenizer saved at ``path`` (a run folder or its exported model)."""
-    return ImageTokenizer.from_pretrained(path, device=device)

@@ -29,13 +29,6 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
-def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
-    """Freeze or unfreeze whole networks (a GAN freezes its critic while the generator learns)."""
-    for module in modules:
-        for p in module.parameters():
-            p.requires_grad_(flag)
-
-
 class ResnetBlock(nn.Module):
     """conv3x3-norm-ReLU-conv3x3-norm with reflection padding and a skip connection."""
 

@@ -23,6 +23,7 @@ from ganforge.data.images import (
     to_tensor,
 )
 from ganforge.errors import ConfigError
+from ganforge.inference import ImageToImageModel
 from ganforge.pipelines.base import Pipeline, put_alpha
 
 ImageInput = Image.Image | str | Path
@@ -36,19 +37,20 @@ class ImageToImagePipeline(Pipeline):
     """``pipe(images, direction="a2b") -> list[PIL.Image]`` at the model's resolution."""
 
     task = "image-to-image"
+    model: ImageToImageModel
 
     @property
     def directions(self) -> list[str]:
-        return list(self.info.get("directions", {}))
+        return list(self.model.directions)
 
     @property
     def styles(self) -> list[str]:
         """Target styles of a multi-style model (StarGAN v2), which has no directions."""
-        return list(self.info.get("styles", []))
+        return list(self.model.styles)
 
     @property
     def size(self) -> int:
-        return int(self.info["size"])
+        return self.model.size
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Files or PIL images -> [B, 3, size, size] in [-1, 1] (transparency composited)."""
@@ -58,7 +60,7 @@ class ImageToImagePipeline(Pipeline):
                               ) -> tuple[torch.Tensor, list[Image.Image | None]]:
         """Files or PIL images -> ([B, 3, size, size] in [-1, 1] composited onto the
         background, each input's alpha band at size x size or None when it is opaque)."""
-        background = parse_color(self.info.get("background", "white"))
+        background = parse_color(self.background)
         tensors, alphas = [], []
         for item in images:
             im = item if isinstance(item, Image.Image) else open_image(item)
@@ -74,20 +76,15 @@ class ImageToImagePipeline(Pipeline):
 
         ``direction`` None: "a2b" for a model with directions (a multi-style model takes a
         ``style`` option instead). ``options`` go to the family (e.g. a target style); see
-        ``Family.translate``."""
-        from ganforge.models import get_family
-
-        if direction is None and "directions" in self.info:
-            direction = "a2b"
-
-        family = get_family(self.family)
-        out = family.translate(self.networks, self.info, images.to(self.device), direction,
-                               **options)
+        the model's ``translate``."""
+        if direction is None:
+            direction = self.model.default_direction()
+        out = self.model.translate(images.to(self.device), direction, **options)
         return out.float().clamp(-1, 1)
 
     def _check_direction(self, direction: str | None) -> None:
-        table = self.info.get("directions")
-        if table is not None and direction is not None and direction not in table:
+        table = self.model.directions
+        if table and direction is not None and direction not in table:
             raise ConfigError(f"direction {direction!r} is unknown to model {self.name}; "
                               f"known: {', '.join(table)}")
 

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ganforge.core.seeding import image_seed
 from ganforge.errors import ConfigError
+from ganforge.inference import TextToImageModel
 from ganforge.pipelines.base import Pipeline
 from ganforge.text import TextEmbedding, TextEncoder, build_text_encoder, check_prompts
 
@@ -37,27 +39,26 @@ class TextToImagePipeline(Pipeline):
     when the generator runs at the same batch size; across batch sizes the CPU kernels round
     differently (about 1e-6), which can move a few pixels by one grey level.
 
-    Serves every text-to-image family: generation is the family's ``generate`` hook. A family
-    whose ``info`` has ``noise_dim`` (DF-GAN) gets Gaussian noise vectors and sentence
-    embeddings; one whose ``info["text_condition"]`` is ``"tokens"`` (MaskGIT) gets the text
-    encoder's token states, and per-image seeds [N] int64 as its noise. Sampling settings
-    (``guidance``, ``temperature``, ``decode_steps``) pass through as ``options``.
+    Serves every text-to-image inference model (``ganforge.inference``): a model with a
+    ``noise_dim`` (DF-GAN) gets Gaussian noise vectors and sentence embeddings; one that
+    ``uses_tokens`` (MaskGIT) gets the text encoder's token states, and per-image seeds [N]
+    int64 as its noise. Sampling settings (``guidance``, ``temperature``, ``decode_steps``)
+    pass through to the model's ``generate`` as ``options``.
     """
 
     task = "text-to-image"
 
-    def __init__(self, family: str, model_config: dict[str, Any], info: dict[str, Any],
-                 networks: dict[str, torch.nn.Module], trained_steps: int = 0):
-        super().__init__(family, model_config, info, networks, trained_steps)
-        self.text_encoder: TextEncoder = networks.get("text_encoder") or self._frozen_encoder()
+    def __init__(self, model: TextToImageModel, name: str | None = None):
+        super().__init__(model, name)
+        # a trained encoder is one of the model's networks; a frozen one comes from its package
+        self.text_encoder: TextEncoder
+        if "text_encoder" in model.modules:
+            self.text_encoder = model.modules["text_encoder"]
+        else:
+            self.text_encoder = build_text_encoder(model.text_encoder_settings()).eval()
+            self.text_encoder.to(model.device)
 
-    def _frozen_encoder(self) -> TextEncoder:
-        from ganforge.config import from_dict
-        from ganforge.models import get_family
-
-        family = get_family(self.family)
-        config = from_dict(family.ModelConfig, self.model_config)
-        return build_text_encoder(config.text_encoder_config()).eval()
+    model: TextToImageModel
 
     def to(self, device: str | torch.device) -> TextToImagePipeline:
         super().to(device)
@@ -66,32 +67,32 @@ class TextToImagePipeline(Pipeline):
 
     @property
     def size(self) -> int:
-        return int(self.info["size"])
+        return self.model.size
 
     @property
     def uses_tokens(self) -> bool:
-        """Whether the family conditions on token states (else on sentence embeddings)."""
-        return self.info.get("text_condition") == "tokens"
+        """Whether the model conditions on token states (else on sentence embeddings)."""
+        return self.model.uses_tokens
 
     def noise(self, count: int, seed: int, truncation: float | None = None) -> torch.Tensor:
         """Noise [count, Z] from ``seed``; with ``truncation`` t, every value lies in [-t, t]
         (truncated normal: fewer surprises, less variety); ``None`` takes the model's own
-        default (``info["truncation"]``, else none). For a family without a noise vector
+        default (chosen at training, else none). For a family without a noise vector
         (MaskGIT): the per-image seeds [count] int64 its sampler draws from."""
-        if truncation is None and "noise_dim" in self.info:
-            truncation = self.info.get("truncation")
+        dim = self.model.noise_dim
+        if truncation is None and dim is not None:
+            truncation = self.model.default_truncation
         if truncation is not None and truncation <= 0:
             raise ConfigError(f"truncation must be positive, got {truncation}")
-        if "noise_dim" not in self.info:
+        if dim is None:
             if truncation is not None:
                 raise ConfigError(f"{self.family} models have no noise vector to truncate; "
                                   "use temperature instead")
-            return torch.tensor([seed * 1_000_003 + index for index in range(count)],
+            return torch.tensor([image_seed(seed, index) for index in range(count)],
                                 dtype=torch.long)
         rows = []
         for index in range(count):  # one generator per image: image j never depends on count
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
-            dim = int(self.info["noise_dim"])
+            gen = torch.Generator().manual_seed(image_seed(seed, index))
             if truncation is None:
                 rows.append(torch.randn(dim, generator=gen))
                 continue
@@ -117,16 +118,12 @@ class TextToImagePipeline(Pipeline):
                         batch_size: int = 256, **options: Any) -> torch.Tensor:
         """Images [N, 3, S, S] in [-1, 1] for rows of conditions (``encode``) and noise
         (``noise``); ``options`` are the family's sampling settings."""
-        from ganforge.models import get_family
-
-        family = get_family(self.family)
         out = []
         for start in range(0, len(noise), batch_size):
             rows = slice(start, start + batch_size)
             condition = take_rows(sentence, rows).to(self.device)
-            out.append(family.generate(self.networks, self.info, condition,
-                                       noise[rows].to(self.device), **options
-                                       ).float().clamp(-1, 1))
+            out.append(self.model.generate(condition, noise[rows].to(self.device), **options
+                                           ).float().clamp(-1, 1))
         return torch.cat(out)
 
     def __call__(self, prompts: str | Sequence[str], num_images: int = 1, seed: int = 0,

@@ -7,7 +7,7 @@ whole-image inference up to a small error at tile seams.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -23,6 +23,7 @@ from ganforge.data.images import (
     uint8_to_float,
 )
 from ganforge.errors import ConfigError, DataError
+from ganforge.inference import UpscaleModel
 from ganforge.pipelines.base import Pipeline, put_alpha
 
 ImageInput = Image.Image | str | Path
@@ -68,7 +69,8 @@ def _ramp(length: int, fade: int, fade_in: bool, fade_out: bool) -> torch.Tensor
     return weights
 
 
-def upscale_tiled(generator: torch.nn.Module, images: torch.Tensor, scale: int,
+def upscale_tiled(generator: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                  scale: int,
                   tile: int | None, overlap: int) -> torch.Tensor:
     """images [B, 3, h, w] -> generator output [B, 3, scale*h, scale*w], run on tiles of at
     most ``tile`` x ``tile`` input pixels overlapping by ``overlap`` (``tile=None``: whole
@@ -102,6 +104,7 @@ class UpscalePipeline(Pipeline):
 
     task = "super-resolution"
     max_pixels = MAX_PIXELS
+    model: UpscaleModel
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None,
@@ -112,7 +115,7 @@ class UpscalePipeline(Pipeline):
 
     @property
     def scale(self) -> int:
-        return int(self.info["scale"])
+        return self.model.scale
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
         """One file or PIL image -> [1, 3, h, w] in [-1, 1], its size checked."""
@@ -121,7 +124,7 @@ class UpscalePipeline(Pipeline):
     def preprocess_with_alpha(self, image: ImageInput) -> tuple[torch.Tensor, Image.Image | None]:
         """One file or PIL image -> ([1, 3, h, w] in [-1, 1] composited onto the background,
         its alpha band or None when it is opaque), its size checked."""
-        background = parse_color(self.info.get("background", "white"))
+        background = parse_color(self.background)
         if isinstance(image, Image.Image):
             name, raw = "input image", image
         else:
@@ -141,7 +144,7 @@ class UpscalePipeline(Pipeline):
                        tile_overlap: int = 16) -> torch.Tensor:
         """[B, 3, h, w] in [-1, 1] -> [B, 3, scale*h, scale*w] in [-1, 1]; see
         :func:`upscale_tiled` for ``tile`` and ``tile_overlap`` (input pixels)."""
-        out = upscale_tiled(self.networks["generator"], images.to(self.device).float(),
+        out = upscale_tiled(self.model.upscale, images.to(self.device).float(),
                             self.scale, tile, tile_overlap)
         return out.clamp(-1, 1)
 

@@ -18,19 +18,17 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-import ganforge
+from ganforge.core.artifact import ARTIFACT_FORMAT, Artifact
 from ganforge.errors import CheckpointError, ConfigError, DataError
-from ganforge.train.checkpoint import atomic_replace_dir
 
+#: the format of detectors saved before artifacts (read, never written)
 DETECTOR_FORMAT = "ganforge-detector-v1"
 DEFAULT_DETECTOR = Path(__file__).resolve().parents[1] / "assets" / "detector-emoji-64"
 SIZE = 64
@@ -103,18 +101,57 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 @dataclass
-class Detector:
-    """A trained detector: ``probability(images) -> [N]`` chances of being generated."""
+class DetectorConfig:
+    """The detector network's shape: the width of its first layer and the side of the square
+    images it reads (:func:`prepare` makes them)."""
 
-    net: DetectorNet
-    info: dict[str, Any]
+    width: int = 16
+    size: int = SIZE
+
+
+class Detector(Artifact):
+    """A trained detector: ``probability(images) -> [N]`` chances of being generated.
+
+    One module, ``net`` (:class:`DetectorNet`); ``metadata`` records how it was trained
+    (``trained_on``, ``epochs``, ``final_loss``, ...) and how it scored (``evaluation``).
+    """
+
+    kind = "detector"
+    Config = DetectorConfig
+    legacy_formats = (DETECTOR_FORMAT,)
+
+    @classmethod
+    def build_modules(cls, config: DetectorConfig) -> dict[str, nn.Module]:
+        if config.size != SIZE:
+            raise CheckpointError(f"a detector of {config.size} px images cannot be used: "
+                                  f"this ganforge's detectors read {SIZE} px images")
+        return {"net": DetectorNet(config.width)}
+
+    @classmethod
+    def upgrade(cls, header: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """A ``ganforge-detector-v1`` header: the net's width and size beside the training
+        record, all at the top level."""
+        if "width" not in header:
+            raise CheckpointError(f"{folder / 'config.json'} has no 'width' of the detector")
+        recorded = {k: v for k, v in header.items()
+                    if k not in ("format", "ganforge_version", "width", "size")}
+        return {"format": ARTIFACT_FORMAT, "kind": cls.kind, "version": cls.version,
+                "ganforge_version": header.get("ganforge_version", "unknown"),
+                "config": {"width": header["width"], "size": header.get("size", SIZE)},
+                "metadata": recorded}
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None,
+                        device: str | torch.device = "cpu") -> Self:
+        """A saved detector folder (default: the shipped ``detector-emoji-64``)."""
+        return super().from_pretrained(DEFAULT_DETECTOR if path is None else path, device)
 
     @torch.no_grad()
     def probability(self, images: Sequence[Image.Image], batch_size: int = 256) -> np.ndarray:
         """Probability [N] that each image is generated."""
-        self.net.eval()
-        out = [torch.sigmoid(self.net(to_batch(images[i:i + batch_size]))).numpy()
-               for i in range(0, len(images), batch_size)]
+        net = self.modules["net"].eval()
+        out = [torch.sigmoid(net(to_batch(images[i:i + batch_size]).to(self.device))).cpu()
+               .numpy() for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.zeros(0)
 
     def evaluate(self, real: Sequence[Image.Image], fake: Sequence[Image.Image]
@@ -125,43 +162,6 @@ class Detector:
         return {"auc": roc_auc(labels, scores),
                 "accuracy": float(np.mean((scores >= 0.5) == labels)),
                 "real": len(real), "generated": len(fake)}
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` to ``path`` (atomically)."""
-        config = {"format": DETECTOR_FORMAT, "ganforge_version": ganforge.__version__,
-                  "width": self.net.features[0].out_channels, "size": SIZE, **self.info}
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-
-        def fill(tmp: Path) -> None:
-            save_file(tensors, str(tmp / "model.safetensors"),
-                      metadata={"format": DETECTOR_FORMAT})
-            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-
-        atomic_replace_dir(path, fill)
-        return Path(path)
-
-
-def load_detector(path: str | Path | None = None) -> Detector:
-    """A saved detector folder (default: the shipped ``detector-emoji-64``)."""
-    folder = Path(path) if path is not None else DEFAULT_DETECTOR
-    config_file, weights = folder / "config.json", folder / "model.safetensors"
-    if not config_file.is_file() or not weights.is_file():
-        raise CheckpointError(f"no detector at {folder}: expected config.json and "
-                              "model.safetensors (write one with 'ganforge detector train')")
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{config_file} is not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or config.get("format") != DETECTOR_FORMAT:
-        raise CheckpointError(f"{config_file} is not a ganforge detector config")
-    net = DetectorNet(int(config["width"]))
-    try:
-        net.load_state_dict(load_file(str(weights)))
-    except (SafetensorError, OSError, RuntimeError) as exc:
-        raise CheckpointError(f"detector weights {weights} cannot be loaded "
-                              f"({str(exc).splitlines()[0]})") from None
-    info = {k: v for k, v in config.items() if k not in ("format", "width", "size")}
-    return Detector(net.eval(), info)
 
 
 def train_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image], epochs: int = 8,
@@ -196,10 +196,10 @@ def train_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image], epo
         losses.append(float(loss.detach()))
         if progress and (step + 1) % 50 == 0:
             print(f"step {step + 1}/{steps} loss {np.mean(losses[-50:]):.4f}")
-    info = {"trained_on": {"real": len(real), "generated": len(fake)}, "epochs": epochs,
-            "steps": steps, "seconds": round(time.perf_counter() - start, 1),
-            "final_loss": float(np.mean(losses[-20:]))}
-    return Detector(net.cpu().eval(), info)
+    record = {"trained_on": {"real": len(real), "generated": len(fake)}, "epochs": epochs,
+              "steps": steps, "seconds": round(time.perf_counter() - start, 1),
+              "final_loss": float(np.mean(losses[-20:]))}
+    return Detector(DetectorConfig(width), {"net": net.cpu().eval()}, record)
 
 
 #: prompts used to make generated training images when no captions are given
@@ -240,13 +240,13 @@ def generate_fakes(model: str | Path, count: int, seed: int = 0,
     Text-to-image models draw from ``prompts`` (default: the run's training captions, else
     :data:`FALLBACK_PROMPTS`); image-to-image models translate ``sources`` in every direction.
     """
+    from ganforge.inference import saved_kind
     from ganforge.pipelines import ImageToImagePipeline, TextToImagePipeline
-    from ganforge.pipelines.base import read_pipeline_config
 
     if count < 1:
         raise ConfigError(f"number of generated images must be at least 1, got {count}")
-    folder, config = read_pipeline_config(model)
-    task = config.get("task")
+    folder, model_cls = saved_kind(model)
+    task = model_cls.task
     if task == "text-to-image":
         pipe = TextToImagePipeline.from_pretrained(folder, device=device)
         pipe.watermark = False

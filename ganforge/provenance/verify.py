@@ -12,14 +12,16 @@ import io
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, UnidentifiedImageError
 
 from ganforge.errors import DataError
 from ganforge.provenance import watermark
-from ganforge.provenance.detector import Detector, load_detector
 from ganforge.provenance.metadata import PREFIX
+
+if TYPE_CHECKING:  # the detector needs torch: imported only when an image is scored
+    from ganforge.provenance.detector import Detector
 
 #: detector probability at or above which an image without other evidence is likely generated
 LIKELY_THRESHOLD = 0.5
@@ -65,7 +67,9 @@ class VerifyResult:
 
 @cache
 def _default_detector() -> Detector:
-    return load_detector()
+    from ganforge.provenance.detector import Detector
+
+    return Detector.from_pretrained()
 
 
 def open_image(source: ImageSource) -> tuple[Image.Image, str]:

@@ -324,18 +324,25 @@ def mark_images(images: list[Image.Image], model_id: int | None) -> list[Image.I
     return out
 
 
+#: saved kinds whose outputs are watermarked (the tools beside them are not generators)
+GENERATOR_KINDS = ("dfgan", "maskgit", "cyclegan", "unit", "pix2pix", "stargan", "esrgan")
+
+
 @cache
 def known_models() -> dict[int, str]:
-    """Watermark ids of the models shipped in ``ganforge/assets`` -> their folder names."""
-    from safetensors.torch import load_file
+    """Watermark ids of the models shipped in ``ganforge/assets`` -> their folder names
+    (read as NumPy arrays: verifying an image never needs torch)."""
+    from safetensors.numpy import load_file
 
     assets = Path(__file__).resolve().parents[1] / "assets"
     known = {}
     for weights in sorted(assets.glob("*/model.safetensors")):
         try:
             config = json.loads((weights.parent / "config.json").read_text())
-            if config.get("format") == "ganforge-pipeline-v1":
+            if config.get("format") == "ganforge-pipeline-v1" or (
+                    config.get("format") == "ganforge-artifact"
+                    and config.get("kind") in GENERATOR_KINDS):
                 known[model_id_of(load_file(str(weights)))] = weights.parent.name
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError):
             continue
     return known

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ganforge.core.files import atomic_write, atomic_write_text
 from ganforge.metrics.results import EvaluationResult
 from ganforge.report.figures import neighbours_grid, png_bytes, samples_grid, training_plot
 from ganforge.report.html import render_html
 from ganforge.report.markdown import render_markdown
 from ganforge.report.text import console_summary
-from ganforge.train.checkpoint import atomic_write, atomic_write_text
 
 __all__ = ["console_summary", "write_report"]
 

@@ -12,15 +12,18 @@ import base64
 import hmac
 import io
 import ipaddress
+import logging
 import re
 import secrets
 import socket
+import sys
+import time
 import warnings
 import zipfile
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -32,8 +35,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ganforge
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError, MissingDependency
-from ganforge.provenance.metadata import png_info
+from ganforge.provenance.metadata import png_info, upscale_step, upscaled_fields
 from ganforge.serve.batching import MicroBatcher, ModelWorker, QueueFull
+
+if TYPE_CHECKING:
+    from ganforge.pipelines import Pipeline, TextToImagePipeline
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -45,9 +51,18 @@ UPLOAD_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP",
                 "image/gif": "GIF", "image/bmp": "BMP"}
 #: uploads that declare no type: their bytes decide (and must still be one of the formats)
 UNTYPED_UPLOADS = {"", "application/octet-stream"}
+#: how files of the accepted formats begin (WebP: RIFF....WEBP, checked apart)
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 API_KEY_HEADER = "X-API-Key"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_MODEL_LABEL = "ganforge default (text2image-emoji-64)"
+#: one line per request (method, path, status, milliseconds); ``serve`` prints it to stderr
+ACCESS_LOG = logging.getLogger("ganforge.serve.access")
+#: what a server without an image-to-image model tells its clients
+NO_TRANSLATOR_HELP = ("a plain `ganforge serve` serves the shipped restyle model (flat emoji -> "
+                      "3D, ganforge/assets/restyle-3d-64; reinstall ganforge if that folder is "
+                      "missing), and `ganforge serve --translator RUN` serves your own "
+                      "(e.g. trained with `ganforge train pix2pix`)")
 
 
 # ------------------------------------------------------------------------- settings
@@ -186,6 +201,35 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class RequestLog:
+    """ASGI middleware: one line per HTTP request on :data:`ACCESS_LOG`: method, path (as
+    sent, percent-encoded, without the query), status and milliseconds."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]):
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
+                       send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500  # 500 unless a response starts
+
+        async def tracking_send(event: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if event["type"] == "http.response.start":
+                status = event["status"]
+            await send(event)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            raw = scope.get("raw_path") or scope["path"].encode("utf-8", "replace")
+            path = raw.decode("ascii", "backslashreplace")
+            ACCESS_LOG.info("%s %s %d %.1f ms", scope["method"], path, status,
+                            (time.perf_counter() - started) * 1000)
+
+
 # --------------------------------------------------------------------------- images
 def png_bytes(image: Image.Image, fields: dict[str, Any]) -> bytes:
     """``image`` as PNG bytes with ``fields`` (and the ganforge version) as text chunks,
@@ -194,6 +238,14 @@ def png_bytes(image: Image.Image, fields: dict[str, Any]) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG", pnginfo=png_info(image, fields))
     return out.getvalue()
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether ``data`` starts like a file of an accepted format (its magic bytes): a file
+    that does but cannot be decoded is a corrupt image (422), one that does not is no image
+    at all (415)."""
+    return (data.startswith(IMAGE_SIGNATURES)
+            or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"))
 
 
 def decode_upload(data: bytes, content_type: str | None, config: ServeConfig) -> Image.Image:
@@ -225,10 +277,12 @@ def decode_upload(data: bytes, content_type: str | None, config: ServeConfig) ->
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ApiError(413, f"image refused as a decompression bomb ({exc})") from None
         except Exception as exc:  # any decoder failure on untrusted bytes is the client's
+            if not looks_like_image(data):
+                raise ApiError(415, "uploaded file is not an image: expected PNG, JPEG, WebP, "
+                                    "GIF or BMP") from None
             why = ("unknown format" if isinstance(exc, UnidentifiedImageError)
                    else f"{type(exc).__name__}: {exc}")
-            raise ApiError(422, f"uploaded file is corrupt or not a PNG/JPEG/WebP/GIF/BMP "
-                                f"image ({why})"[:300]) from None
+            raise ApiError(422, f"uploaded image is corrupt ({why})"[:300]) from None
     return image
 
 
@@ -314,6 +368,8 @@ class ModelInfo(BaseModel):
     directions: list[str] = []
     styles: list[str] = []
     trained_steps: int = 0
+    card: str | None = Field(None, description="URL of the model card (Markdown: what it was "
+                                               "trained on, how well it does), when it has one")
 
 
 class ModelList(BaseModel):
@@ -337,19 +393,26 @@ class Health(BaseModel):
 class ServedModel:
     name: str
     task: str
-    pipeline: Any
+    pipeline: Pipeline
     label: str
     default: bool = False
 
+    def card_path(self) -> Path | None:
+        """The model card (README.md) saved beside the model's weights, when there is one."""
+        card = Path(self.pipeline.name) / "README.md"
+        return card if card.is_file() else None
+
     def describe(self) -> ModelInfo:
-        info = getattr(self.pipeline, "info", {}) or {}
-        size = info.get("size")
-        return ModelInfo(name=self.name, task=self.task,
-                         family=str(getattr(self.pipeline, "family", self.task)),
-                         size=int(size) if isinstance(size, int | float) else None,
-                         default=self.default, directions=list(info.get("directions", {})),
-                         styles=[str(s) for s in info.get("styles", [])],
-                         trained_steps=int(getattr(self.pipeline, "trained_steps", 0) or 0))
+        from ganforge.inference import ImageToImageModel
+
+        model = self.pipeline.model
+        translator = isinstance(model, ImageToImageModel)
+        return ModelInfo(name=self.name, task=self.task, family=model.kind, size=model.size,
+                         default=self.default,
+                         directions=list(model.directions) if translator else [],
+                         styles=list(model.styles) if translator else [],
+                         trained_steps=model.trained_steps,
+                         card=f"/api/models/{self.name}/card" if self.card_path() else None)
 
 
 @dataclass
@@ -360,7 +423,7 @@ class GenerateJob:
     truncation: float | None
 
 
-def generate_batch(pipe: Any, jobs: list[GenerateJob]) -> list[list[Image.Image]]:
+def generate_batch(pipe: TextToImagePipeline, jobs: list[GenerateJob]) -> list[list[Image.Image]]:
     """One forward pass for many requests: each job's images are those
     ``pipe(job.prompt, num_images=job.n, seed=job.seed)`` gives (same noise, same text)."""
     import torch
@@ -463,8 +526,7 @@ class Server:
         if not candidates:
             raise ApiError(501 if task == "upscale" else 404,
                            f"this server has no {task} model" + (
-                               "; start it with --translator RUN" if task == "image-to-image"
-                               else ""))
+                               f": {NO_TRANSLATOR_HELP}" if task == "image-to-image" else ""))
         return next((m for m in candidates if m.default), candidates[0])
 
 
@@ -478,6 +540,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None)  # their pages load assets from a CDN
     app.state.server = server
     app.add_middleware(BodyLimit, limit=cfg.max_upload_bytes + 64 * 1024)
+    app.add_middleware(RequestLog)  # outermost: it sees the 413s of BodyLimit too
     static = {path.name: path.read_bytes() for path in STATIC_DIR.iterdir()
               if path.suffix in STATIC_TYPES}
     key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
@@ -554,6 +617,21 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     async def models() -> ModelList:
         """The models this server holds, by the names requests use."""
         return ModelList(models=[m.describe() for m in server.models.values()])
+
+    @app.get("/api/models/{name}/card", dependencies=guarded,
+             responses={401: ERRORS[401], 404: ERRORS[404],
+                        200: {"content": {"text/markdown": {}}, "description": "Markdown"}},
+             response_class=Response, tags=["server"])
+    async def model_card(name: str) -> Response:
+        """A served model's model card (Markdown): what it was trained on, how well it does
+        and where it fails."""
+        served = server.models.get(name)
+        card = served.card_path() if served is not None else None
+        if card is None:
+            with_cards = [m.name for m in server.models.values() if m.card_path()]
+            raise ApiError(404, f"no model card for {name[:64]!r}; models with one: "
+                                f"{', '.join(with_cards) or 'none'}")
+        return Response(card.read_bytes(), media_type="text/markdown; charset=utf-8")
 
     @app.post("/api/generate", response_model=GenerateResponse, dependencies=guarded,
               responses={**{c: ERRORS[c] for c in (401, 404, 413, 422, 503)},
@@ -633,7 +711,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         model: Annotated[str | None, Form(max_length=64)] = None,
         format: Annotated[Literal["png", "json"], Form()] = "png",
     ) -> Response:
-        """Upscale an image with the server's upscaler."""
+        """Upscale an image with the server's upscaler. The ganforge metadata of an upload
+        (prompt, seed, model, ...) is carried over, with the upscale added to ``steps``."""
         served = server.pick(model, "upscale")
         picture = decode_upload(await image.read(), image.content_type, cfg)
         if max(picture.size) > cfg.max_upscale_side:
@@ -641,8 +720,9 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                                 f"at most {cfg.max_upscale_side} px a side")
         rgb = to_rgb_keeping_alpha(picture)
         out = (await server.worker.call(lambda: served.pipeline([rgb])))[0]
-        data = png_bytes(out, {"model": served.label, "source": "upload",
-                               "upscaled_from": f"{rgb.width}x{rgb.height}"})
+        step = upscale_step(served.pipeline, rgb.size, label=served.label)
+        data = png_bytes(out, upscaled_fields(
+            {**picture.info, **(getattr(picture, "text", None) or {})}, step))
         return _image_answer(data, format, ImageResponse(
             model=served.name, width=out.width, height=out.height,
             png_base64=base64.b64encode(data).decode()))
@@ -715,8 +795,9 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 7860,
-          log_level: str = "warning") -> None:
-    """Load the models and serve until interrupted.
+          log_level: str = "warning", access_log: bool = True) -> None:
+    """Load the models and serve until interrupted; ``access_log``: one line per request on
+    stderr (method, path, status, ms).
 
     Binding to anything but loopback needs an API key: the endpoints run models on this
     machine's CPU/GPU for anyone who can reach the port."""
@@ -736,8 +817,14 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 7860,
           f"http://{shown}:{bound}/ (API schema: /openapi.json; Ctrl-C stops)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False,
                                            timeout_graceful_shutdown=5))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ganforge: %(message)s"))
+    if access_log:
+        ACCESS_LOG.addHandler(handler)
+        ACCESS_LOG.setLevel(logging.INFO)
     try:
         server.run(sockets=[sock])
     finally:
+        ACCESS_LOG.removeHandler(handler)
         app.state.server.worker.shutdown()
         sock.close()

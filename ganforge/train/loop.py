@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import sys
 import time
 import warnings
@@ -25,6 +24,8 @@ from tqdm.auto import tqdm
 
 import ganforge
 from ganforge.config import RunConfig, TrainConfig, from_dict
+from ganforge.core.device import resolve_device
+from ganforge.core.seeding import rng_state, seed_everything, set_rng_state
 from ganforge.data.datasets import TrainData
 from ganforge.data.images import image_grid
 from ganforge.errors import (
@@ -37,7 +38,6 @@ from ganforge.errors import (
 from ganforge.models import get_family
 from ganforge.models.base import Family
 from ganforge.nn.ema import EMA
-from ganforge.pipelines.base import write_pipeline
 from ganforge.train import distributed as dist_utils
 from ganforge.train.checkpoint import (
     checkpoint_steps,
@@ -57,47 +57,6 @@ class TrainResult:
     losses: dict[str, float]
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; under torchrun each process takes its own GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name} asked for, but this machine has no CUDA GPU")
-        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    if name != "cpu":
-        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """The RNG state of this process, as tensors and plain data."""
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-             "python_pos": random.getstate()[2],
-             "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-             "numpy_pos": int(np.random.get_state()[2])}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what ``rng_state`` captured."""
-    torch.set_rng_state(state["torch"])
-    random.setstate((3, tuple(state["python"]), state["python_pos"]))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32),
-                         state["numpy_pos"], 0, 0.0))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
 def lr_factor(step: int, total: int, decay_start: float) -> float:
     """Constant learning rate, then a linear fall to zero over the last part of the run."""
     start = int(total * decay_start)
@@ -114,12 +73,15 @@ def split_batch(value: Any, parts: int) -> list[Any]:
     return [value[i * size:(i + 1) * size] for i in range(parts)]
 
 
-class _Optimization:
+class LoopOptimization:
     """The loop's side of ``models.base.Optimization``."""
 
     def __init__(self, optimizers: dict[str, torch.optim.Optimizer], group: dist_utils.ProcessGroup,
                  device: torch.device, bf16: bool, accum: int):
         self.optimizers, self.group, self.device = optimizers, group, device
+        self.parameters = {name: [p for g in opt.param_groups for p in g["params"]
+                                  if p.requires_grad]
+                           for name, opt in optimizers.items()}
         self.bf16, self.accum = bf16, accum
         self.last_micro = True
         self.nonfinite = {name: torch.zeros((), dtype=torch.bool, device=device)
@@ -133,9 +95,12 @@ class _Optimization:
     def minimize(self, optimizer: str, loss: torch.Tensor) -> None:
         opt = self.optimizers[optimizer]
         self.nonfinite[optimizer] |= ~torch.isfinite(loss.detach())
-        (loss / self.accum).backward()
+        # gradients flow into this optimiser's parameters only: the other networks (a critic
+        # during the generator's update) get none and compute none, without the recipe
+        # switching requires_grad back and forth
+        params = self.parameters[optimizer]
+        torch.autograd.backward(loss / self.accum, inputs=params)
         if self.last_micro:
-            params = [p for g in opt.param_groups for p in g["params"]]
             dist_utils.average_gradients(params, self.group)
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -195,7 +160,7 @@ class Trainer:
         compiled = self.family_cls.compile_networks
         self.step_nets = {n: torch.compile(m) if tc.compile and (compiled is None or n in compiled)
                           else m for n, m in nets.items()}
-        self.opt = _Optimization(self.optimizers, self.group, self.device, self.bf16,
+        self.opt = LoopOptimization(self.optimizers, self.group, self.device, self.bf16,
                                  tc.grad_accum)
 
         self.data: TrainData = self.family.load_data(self.data_config, tc.seed)
@@ -423,10 +388,11 @@ class Trainer:
             "ranks": ranks, "config": json.dumps(self.run_config.__dict__),
         }
         save_checkpoint(self.checkpoint_dir, step, state, self.train_config.keep_checkpoints)
-        write_pipeline(self.run_dir / "model", self.family_cls.task, self.family_cls.name,
-                       self.run_config.model,
-                       self.family_cls.pipeline_info(self.model_config, self.data_config),
-                       {name: ema.shadow for name, ema in self.ema.items()}, step)
+        # EMA copies where the family keeps them, else the networks as trained
+        nets = {**dict(self.family.networks.items()),
+                **{name: ema.shadow for name, ema in self.ema.items()}}
+        exported = self.family.export(nets, self.data_config, step)
+        exported.save_pretrained(self.run_dir / "model")
 
 
 def train(run_config: RunConfig, run_dir: str | Path, resume: bool = False,

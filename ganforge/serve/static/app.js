@@ -28,7 +28,7 @@ async function call(path, options = {}) {
   return response;
 }
 
-function figure(src, caption, downloadName) {
+function figure(src, caption, downloadName, extras = []) {
   const fig = document.createElement("figure");
   const img = document.createElement("img");
   img.src = src;
@@ -37,14 +37,70 @@ function figure(src, caption, downloadName) {
   const text = document.createElement("div");
   text.textContent = caption;
   fig.appendChild(text);
+  const actions = document.createElement("div");
+  actions.className = "actions";
   if (downloadName) {
     const link = document.createElement("a");
     link.href = src;
     link.download = downloadName;
     link.textContent = "download";
-    fig.appendChild(link);
+    actions.appendChild(link);
   }
+  actions.append(...extras);
+  fig.appendChild(actions);
   return fig;
+}
+
+// which model made an output, linked to its model card when the server has one
+function cardLink(modelName) {
+  const model = models.find((m) => m.name === modelName);
+  if (!model || !model.card) {
+    const note = document.createElement("span");
+    note.className = "hint card-link";
+    note.textContent = `model: ${modelName} (no card)`;
+    return note;
+  }
+  const link = document.createElement("a");
+  link.href = model.card;
+  link.className = "card-link";
+  link.textContent = `model card: ${modelName}`;
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    showCard(model).catch((err) => setStatus(err.message, true));
+  });
+  return link;
+}
+
+async function showCard(model) {
+  const text = await (await call(model.card)).text();  // with the API key, unlike a plain link
+  $("card-title").textContent = `Model card: ${model.name}`;
+  $("card-text").textContent = text;
+  $("card-dialog").showModal();
+}
+
+function pngBlob(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return new Blob([bytes], { type: "image/png" });
+}
+
+// "×4" next to an output: the server's upscaler, its result shown right after the output
+function upscaleButton(base64, name) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "x4";
+  button.textContent = "×4";
+  button.title = "upscale x4 with this server's upscaler";
+  button.hidden = !models.some((m) => m.task === "upscale");
+  button.addEventListener("click", () => busy(button, async () => {
+    setStatus("upscaling…");
+    const result = await postImage("/api/upscale", new File([pngBlob(base64)], `${name}.png`), {});
+    const big = figure(`data:image/png;base64,${result.png_base64}`,
+      `×4 · ${result.width}x${result.height}`, `${name}_x4.png`, [cardLink(result.model)]);
+    big.classList.add("upscaled");
+    button.closest("figure").after(big);
+    setStatus(`upscaled to ${result.width}x${result.height}`);
+  }));
+  return button;
 }
 
 function slug(text) {
@@ -122,11 +178,14 @@ async function generate() {
     method: "POST", body: generateBody("json"), headers: { "Content-Type": "application/json" },
   });
   const result = await response.json();
-  $("seed").placeholder = `random (last: ${result.seed})`;
+  $("last-seed").textContent = `last: ${result.seed}`;
   const gallery = $("gallery");
-  gallery.replaceChildren(...result.images.map((image) => figure(
-    `data:image/png;base64,${image.png_base64}`, `${result.prompt} · seed ${image.seed} · #${image.index}`,
-    `${slug(result.prompt)}_s${image.seed}_${image.index}.png`)));
+  gallery.replaceChildren(...result.images.map((image) => {
+    const name = `${slug(result.prompt)}_s${image.seed}_${image.index}`;
+    return figure(`data:image/png;base64,${image.png_base64}`,
+      `${result.prompt} · seed ${image.seed} · #${image.index}`, `${name}.png`,
+      [upscaleButton(image.png_base64, name), cardLink(result.model)]);
+  }));
   setStatus(`${result.images.length} image(s) in ${((performance.now() - started) / 1000).toFixed(2)} s`);
 }
 
@@ -169,9 +228,11 @@ async function translate() {
   });
   const src = `data:image/png;base64,${result.png_base64}`;
   const label = [result.model, result.direction, result.style].filter(Boolean).join(" · ");
+  const name = `${slug(file.name)}_${result.direction || "out"}`;
   $("translate-result").replaceChildren(
     figure(URL.createObjectURL(file), `input: ${file.name}`),
-    figure(src, label, `${slug(file.name)}_${result.direction || "out"}.png`));
+    figure(src, label, `${name}.png`,
+      [upscaleButton(result.png_base64, name), cardLink(result.model)]));
   setStatus(`translated (${result.width}x${result.height})`);
 }
 
@@ -182,34 +243,85 @@ async function upscale() {
   $("upscale-result").replaceChildren(
     figure(URL.createObjectURL(file), `input: ${file.name}`),
     figure(`data:image/png;base64,${result.png_base64}`, `${result.width}x${result.height}`,
-      `${slug(file.name)}_upscaled.png`));
+      `${slug(file.name)}_upscaled.png`, [cardLink(result.model)]));
   setStatus(`upscaled to ${result.width}x${result.height}`);
 }
 
-function table(object) {
-  const tbl = document.createElement("table");
-  for (const [key, value] of Object.entries(object)) {
-    const row = tbl.insertRow();
-    const name = document.createElement("th");
-    name.textContent = key;
-    row.appendChild(name);
-    const cell = row.insertCell();
-    if (value && typeof value === "object" && !Array.isArray(value)) {
-      cell.appendChild(table(value));
-    } else {
-      cell.textContent = Array.isArray(value) ? value.join(", ") : String(value);
-    }
+// verdict in words, as `ganforge verify` decides it; anything else (an error) is "unknown"
+const VERDICTS = {
+  "generated": ["Generated by ganforge", "the invisible ganforge watermark is in the image"],
+  "likely-generated": ["Likely generated by ganforge", "ganforge metadata or the detector says so, but no watermark was found"],
+  "no-evidence": ["Not marked by ganforge", "no ganforge watermark or metadata; this does not prove the image is real"],
+};
+
+function describeSteps(text) {
+  try {
+    return JSON.parse(text).map((step) => [step.step, step.scale ? `x${step.scale}` : "",
+      step.model ? `by ${step.model}` : "", step.from ? `from ${step.from}` : ""]
+      .filter(Boolean).join(" ")).join("; then ");
+  } catch (_) {
+    return text;
   }
-  return tbl;
+}
+
+function evidence(result) {
+  const rows = [["why", result.reason]];
+  const mark = result.watermark || {};
+  rows.push(["watermark", mark.found
+    ? `found: ganforge, model id ${mark.model_id}${mark.undone ? ` (after undoing ${mark.undone})` : ""}`
+    : `not found (score ${mark.score} < ${mark.threshold})`]);
+  const metadata = Object.entries(result.metadata || {});
+  if (metadata.length === 0) rows.push(["metadata", "none"]);
+  for (const [key, value] of metadata) {
+    rows.push([`metadata: ${key}`, key === "steps" ? describeSteps(value) : value]);
+  }
+  rows.push(["detector", result.detector_probability !== null && result.detector_probability !== undefined
+    ? `${(100 * result.detector_probability).toFixed(1)}% probability generated`
+    : `not run${result.detector_unavailable ? ` (${result.detector_unavailable})` : ""}`]);
+  if (result.size) rows.push(["size", result.size.join(" x ")]);
+  const list = document.createElement("dl");
+  list.className = "evidence";
+  for (const [name, value] of rows) {
+    const term = document.createElement("dt");
+    term.textContent = name;
+    const detail = document.createElement("dd");
+    detail.textContent = String(value);
+    list.append(term, detail);
+  }
+  return list;
+}
+
+function verdictLines(kind, meaning) {
+  const verdict = document.createElement("p");
+  verdict.id = "verdict";
+  verdict.className = `verdict ${kind}`;
+  verdict.textContent = VERDICTS[kind] ? VERDICTS[kind][0] : "Unknown";
+  const why = document.createElement("p");
+  why.className = "note";
+  why.textContent = meaning;
+  return [verdict, why];
 }
 
 async function verify() {
   const file = chosenFile("verify-file");
   setStatus("verifying…");
-  const result = await postImage("/api/verify", file, {});
-  const raw = document.createElement("pre");
-  raw.textContent = JSON.stringify(result, null, 2);
-  $("verify-result").replaceChildren(table(result), raw);
+  let result;
+  try {
+    result = await postImage("/api/verify", file, {});
+  } catch (err) {
+    $("verify-result").replaceChildren(...verdictLines("unknown", err.message));
+    throw err;
+  }
+  const known = VERDICTS[result.verdict];
+  const [verdict, why] = verdictLines(known ? result.verdict : "unknown",
+    known ? known[1] : result.reason || "no verdict");
+  const raw = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.textContent = "raw answer (JSON)";
+  const pre = document.createElement("pre");
+  pre.textContent = JSON.stringify(result, null, 2);
+  raw.append(summary, pre);
+  $("verify-result").replaceChildren(verdict, why, evidence(result), raw);
   setStatus(`verified ${file.name}`);
 }
 
@@ -232,5 +344,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("zip-btn").addEventListener("click", () => busy($("zip-btn"), downloadZip));
   $("translate-model").addEventListener("change", updateTranslateOptions);
   $("api-key").addEventListener("change", loadModels);
+  $("card-close").addEventListener("click", () => $("card-dialog").close());
   loadModels().catch((err) => setStatus(err.message, true));
 });

@@ -1,0 +1,105 @@
+"""pix2pix inference: the U-Net generator that translates a2b.
+
+The U-Net (an encoder-decoder whose mirrored layers are joined by skip connections, so fine
+detail of the input reaches the output) is defined here; the conditional PatchGAN critic and
+the training recipe are in ``ganforge.models.pix2pix``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganforge.inference.base import ImageToImageModel
+from ganforge.nn.blocks import make_norm
+
+#: direction -> the network that translates in it (pix2pix learns one direction)
+DIRECTIONS = {"a2b": "generator"}
+
+
+class UNetGenerator(nn.Module):
+    """U-Net: images [B, 3, H, W] in [-1, 1] -> [B, 3, H, W] in [-1, 1]; H, W multiples of
+    2^depth.
+
+    Encoder: conv4x4/2 - norm - LeakyReLU(0.2) per level (no norm on the first and the
+    innermost); decoder: ReLU - transposed conv4x4/2 - norm (- dropout), each level fed its
+    encoder twin's features concatenated to the layer below's output.
+    """
+
+    def __init__(self, channels: int = 64, depth: int = 6, norm: str = "instance",
+                 dropout: float = 0.5, max_channels: int = 512):
+        super().__init__()
+        widths = [min(channels * 2 ** i, max(channels, max_channels)) for i in range(depth)]
+        self.down = nn.ModuleList()
+        ch = 3
+        for i, width in enumerate(widths):
+            layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2)]
+            layers.append(nn.Conv2d(ch, width, 4, stride=2, padding=1))
+            if 0 < i < depth - 1:
+                layers.append(make_norm(norm, width))
+            self.down.append(nn.Sequential(*layers))
+            ch = width
+        self.up = nn.ModuleList()
+        for i in reversed(range(depth)):
+            inner = widths[i] if i == depth - 1 else 2 * widths[i]
+            if i == 0:
+                self.up.append(nn.Sequential(nn.ReLU(),
+                                             nn.ConvTranspose2d(inner, 3, 4, stride=2, padding=1),
+                                             nn.Tanh()))
+                continue
+            layers = [nn.ReLU(), nn.ConvTranspose2d(inner, widths[i - 1], 4, stride=2, padding=1),
+                      make_norm(norm, widths[i - 1])]
+            if dropout > 0 and i >= depth - 3:
+                layers.append(nn.Dropout(dropout))
+            self.up.append(nn.Sequential(*layers))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        skips = []
+        x = images
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        x = self.up[0](skips.pop())
+        for layer in self.up[1:]:
+            x = layer(torch.cat([x, skips.pop()], 1))
+        return x
+
+
+@dataclass
+class Pix2PixInferenceConfig:
+    """What translating with a trained pix2pix needs: the image size and background it was
+    trained at, and the U-Net's shape (``dropout`` only adds parameter-free layers, inert in
+    eval mode; it is kept so the network is the one that was trained)."""
+
+    size: int = 64
+    background: str = "white"
+    generator_channels: int = 64
+    generator_max_channels: int = 512
+    generator_depth: int = 6
+    norm: str = "instance"
+    dropout: float = 0.5
+
+
+def build_generator(config: Any) -> UNetGenerator:
+    """The U-Net for a config with pix2pix's shape fields (inference or training)."""
+    return UNetGenerator(config.generator_channels, config.generator_depth, config.norm,
+                         config.dropout, config.generator_max_channels)
+
+
+class Pix2PixModel(ImageToImageModel):
+    """A trained pix2pix: ``generator`` translates a2b, images [B, 3, S, S] in [-1, 1]. It
+    takes no sampling options."""
+
+    kind = "pix2pix"
+    Config = Pix2PixInferenceConfig
+
+    @classmethod
+    def build_modules(cls, config: Pix2PixInferenceConfig) -> dict[str, nn.Module]:
+        return {"generator": build_generator(config)}
+
+    @property
+    def directions(self) -> dict[str, str]:
+        return dict(DIRECTIONS)
