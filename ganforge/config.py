@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ganforge.core.files import atomic_write_text
 from ganforge.errors import ConfigError
 
 T = TypeVar("T")
@@ -110,8 +111,6 @@ class RunConfig:
 
     def save(self, path: Path) -> None:
         """Write as JSON atomically."""
-        from ganforge.core.files import atomic_write_text
-
         atomic_write_text(path, json.dumps(to_dict(self), indent=2) + "\n")
 
     @classmethod

