@@ -28,13 +28,18 @@ from ganforge.train.loop import Trainer
 
 
 def make_trainer(data: tuple[Path, Path], size: int, device: str, batch: int, fast: bool,
-                 run_dir: Path) -> Trainer:
+                 run_dir: Path, compile_networks: bool | None = None,
+                 model: dict | None = None) -> Trainer:
+    """A set-up CycleGAN trainer: the reference recipe (``fast`` False: fp32, NCHW, eager) or
+    the fast settings (bf16, channels_last, compiled unless ``compile_networks`` is False).
+    ``model``: the model options (default: the published recipe's 9-block generator)."""
     config = RunConfig(
-        family="cyclegan", model={"generator_blocks": 9},
+        family="cyclegan", model=model if model is not None else {"generator_blocks": 9},
         data={"domain_a": str(data[0]), "domain_b": str(data[1]), "size": size, "flip": False},
         train={"steps": 10_000, "batch_size": batch, "device": device, "progress": False,
                "precision": "bf16" if fast else "fp32",
-               "channels_last": "on" if fast else "off", "compile": fast})
+               "channels_last": "on" if fast else "off",
+               "compile": fast if compile_networks is None else compile_networks})
     trainer = Trainer(config, run_dir)
     trainer.setup()
     return trainer

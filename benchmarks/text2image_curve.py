@@ -42,13 +42,42 @@ def minutes_at(run: Path) -> dict[int, float]:
 
 @torch.no_grad()
 def score(pipe: TextToImagePipeline, scorer: ImageTextScorer, prompts: list[str],
-          truncation: float | None) -> float:
-    """R-precision of one image per prompt (seed 0)."""
+          truncation: float | None, r: int = 100) -> float:
+    """R-precision (``r`` candidates) of one image per prompt (seed 0)."""
     noise = pipe.noise(1, 0, truncation=truncation)
     images = torch.cat([pipe.generate_tensor(pipe.encode(prompts[i:i + 128]),
                                              noise.repeat(len(prompts[i:i + 128]), 1))
                         for i in range(0, len(prompts), 128)]).clamp(-1, 1)
-    return r_precision(scorer, images, prompts).mean
+    return r_precision(scorer, images, prompts, r=r).mean
+
+
+def curve(run: Path, captions: Path, train_captions: int = 600, every: int = 1,
+          device: str | torch.device = "cpu", r: int = 100) -> tuple[list[dict], int, int]:
+    """One row per scored checkpoint of ``run`` (step, training minutes, R-precision on the
+    held-out captions at the default and at zero noise, and on training captions); also the
+    numbers of held-out and training captions scored."""
+    pipe = TextToImagePipeline.from_pretrained(run, device=device)
+    scorer = ImageTextScorer.from_pretrained(DEFAULT_SCORER).to(device)
+    val = [caps[0] for caps in CaptionedImages.load(captions, pipe.size, split="val").captions]
+    train_all = [caps[0] for caps in CaptionedImages.load(captions, pipe.size,
+                                                          split="train").captions]
+    stride = max(1, len(train_all) // train_captions)
+    train_prompts = train_all[::stride][:train_captions]
+    minutes = minutes_at(run)
+    rows = []
+    for step, path in checkpoint_steps(run / "checkpoints")[::every]:
+        ema = load_checkpoint(path)["ema"]
+        for name, net in pipe.networks.items():
+            shadow = {k.removeprefix("shadow."): v for k, v in ema[name].items()
+                      if k.startswith("shadow.")}
+            net.load_state_dict(shadow)
+        row = {"step": step, "minutes": round(minutes.get(step, float("nan")), 2),
+               "val": score(pipe, scorer, val, None, r),
+               "val_zero_noise": score(pipe, scorer, val, 1e-6, r),
+               "train": score(pipe, scorer, train_prompts, None, r)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows, len(val), len(train_prompts)
 
 
 def main() -> None:
@@ -60,35 +89,16 @@ def main() -> None:
     parser.add_argument("--train-captions", type=int, default=600,
                         help="training captions scored (spread over the file)")
     parser.add_argument("--every", type=int, default=1, help="score every Nth checkpoint")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe = TextToImagePipeline.from_pretrained(run)
-    scorer = ImageTextScorer.from_pretrained(DEFAULT_SCORER)
-    val = [caps[0] for caps in CaptionedImages.load(args.captions, pipe.size,
-                                                    split="val").captions]
-    train_all = [caps[0] for caps in CaptionedImages.load(args.captions, pipe.size,
-                                                          split="train").captions]
-    stride = max(1, len(train_all) // args.train_captions)
-    train_prompts = train_all[::stride][:args.train_captions]
-    minutes = minutes_at(run)
-    rows = []
-    for step, path in checkpoint_steps(run / "checkpoints")[::args.every]:
-        ema = load_checkpoint(path)["ema"]
-        for name, net in pipe.networks.items():
-            shadow = {k.removeprefix("shadow."): v for k, v in ema[name].items()
-                      if k.startswith("shadow.")}
-            net.load_state_dict(shadow)
-        row = {"step": step, "minutes": round(minutes.get(step, float("nan")), 1),
-               "val": score(pipe, scorer, val, None),
-               "val_zero_noise": score(pipe, scorer, val, 1e-6),
-               "train": score(pipe, scorer, train_prompts, None)}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    rows, val_count, train_count = curve(run, Path(args.captions), args.train_captions,
+                                         args.every, args.device)
     (out / "curve.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = [f"R-precision (R=100, shipped scorer) of {run}: {len(val)} held-out captions, "
-             f"{len(train_prompts)} training captions; one image each, seed 0.", "",
+    lines = [f"R-precision (R=100, shipped scorer) of {run}: {val_count} held-out captions, "
+             f"{train_count} training captions; one image each, seed 0.", "",
              "| step | training minutes | held-out | held-out, zero noise | training |",
              "| ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['step']} | {r['minutes']} | {r['val']:.3f} | {r['val_zero_noise']:.3f} | "

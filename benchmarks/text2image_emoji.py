@@ -34,7 +34,8 @@ def write_split_metadata(data: Path, out: Path, style: str = "twitter") -> Path:
     return target
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Train with the command-line options ``argv`` (default: ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default="../shared/data/emoji")
     parser.add_argument("--out", default="runs/t2i-emoji")
@@ -48,9 +49,12 @@ def main() -> None:
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--keep-checkpoints", type=int, default=2)
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="steps between the loop's quality checks (quality/* in "
+                             "logs/scalars.jsonl; 0 = off)")
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a model option, e.g. recon_weight=5 (JSON value)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     model_options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.set)}
@@ -66,7 +70,8 @@ def main() -> None:
         train={"steps": args.steps, "batch_size": args.batch_size, "device": args.device,
                "lr_decay_start": 1.0, "ema_decay": args.ema_decay,
                "sample_every": args.checkpoint_every, "checkpoint_every": args.checkpoint_every,
-               "keep_checkpoints": args.keep_checkpoints, "log_every": 50, "num_samples": 8},
+               "keep_checkpoints": args.keep_checkpoints, "log_every": 50, "num_samples": 8,
+               "eval_every": args.eval_every},
     )
     train(config, out / "run", resume=(out / "run" / "config.json").exists())
 
