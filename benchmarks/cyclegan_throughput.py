@@ -15,14 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from ganforge.config import RunConfig
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from training_step import build_trainer, flops_per_image, measure
+
 from ganforge.data.synthetic import write_shape_domains
 from ganforge.train.loop import Trainer
 
@@ -33,42 +34,12 @@ def make_trainer(data: tuple[Path, Path], size: int, device: str, batch: int, fa
     """A set-up CycleGAN trainer: the reference recipe (``fast`` False: fp32, NCHW, eager) or
     the fast settings (bf16, channels_last, compiled unless ``compile_networks`` is False).
     ``model``: the model options (default: the published recipe's 9-block generator)."""
-    config = RunConfig(
-        family="cyclegan", model=model if model is not None else {"generator_blocks": 9},
-        data={"domain_a": str(data[0]), "domain_b": str(data[1]), "size": size, "flip": False},
-        train={"steps": 10_000, "batch_size": batch, "device": device, "progress": False,
-               "precision": "bf16" if fast else "fp32",
-               "channels_last": "on" if fast else "off",
-               "compile": fast if compile_networks is None else compile_networks})
-    trainer = Trainer(config, run_dir)
-    trainer.setup()
-    return trainer
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure(trainer: Trainer, warmup: int, steps: int) -> float:
-    """Images per second over ``steps`` timed steps after ``warmup`` untimed ones."""
-    batches = trainer.batches()
-    for _ in range(warmup):
-        trainer.train_step(next(batches)[1])
-    sync(trainer.device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step(next(batches)[1])
-    sync(trainer.device)
-    return steps * trainer.train_config.batch_size / (time.perf_counter() - start)
-
-
-def flops_per_image(trainer: Trainer) -> float:
-    """Forward + backward FLOPs of one training step, per image (eager)."""
-    _, batch = next(trainer.batches())
-    with FlopCounterMode(display=False) as counter:
-        trainer.train_step(batch)
-    return counter.get_total_flops() / trainer.train_config.batch_size
+    return build_trainer(
+        "cyclegan", model if model is not None else {"generator_blocks": 9},
+        {"domain_a": str(data[0]), "domain_b": str(data[1]), "size": size, "flip": False},
+        {"batch_size": batch, "device": device, "precision": "bf16" if fast else "fp32",
+         "channels_last": "on" if fast else "off",
+         "compile": fast if compile_networks is None else compile_networks}, run_dir)
 
 
 def main() -> None:

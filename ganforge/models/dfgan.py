@@ -241,7 +241,9 @@ class DFGAN(Family):
     DataConfig = CaptionsDataConfig
     Inference = DFGANModel
     ema_networks = ("generator", "text_encoder")
-    compile_networks = ("generator", "discriminator")
+    # the critic stays eager: its gradient penalty back-propagates through a gradient
+    # (create_graph), which torch.compile's backward does not support
+    compile_networks = ("generator",)
     train_defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 32, "lr_decay_start": 1.0, "ema_decay": 0.999, "sample_every": 500,
         "checkpoint_every": 1000, "num_samples": 8}

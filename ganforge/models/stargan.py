@@ -168,6 +168,9 @@ class StarGAN(Family):
     DataConfig = MultiDomainDataConfig
     Inference = StarGANModel
     ema_networks = ("generator", "mapping", "style_encoder")
+    # the critic stays eager: its R1 penalty back-propagates through a gradient
+    # (create_graph), which torch.compile's backward does not support
+    compile_networks = ("generator", "mapping", "style_encoder")
     train_defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 8, "lr_decay_start": 1.0, "ema_decay": 0.999, "num_samples": 6}
 
