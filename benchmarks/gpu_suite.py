@@ -94,7 +94,7 @@ TOTAL_S = 530
 SPEC_TFLOPS = {"bf16": 989.0, "fp32": 67.0}
 TARGET_TEXT2IMAGE_IMG_PER_S = 20_000
 #: the Makefile's `default-text2image` recipe (tests/test_gpu_suite.py checks they agree)
-RECIPE_ARGS = ["--steps", "2000", "--batch-size", "32", "--channels", "16",
+RECIPE_ARGS = ["--steps", "4000", "--batch-size", "32", "--channels", "16",
                "--set", "generator_channels=24", "--set", "sample_truncation=0.5"]
 #: prompts the sampling sections use (also put into the sentence table)
 PROMPTS = ["grinning face with sunglasses", "red heart", "cat face", "thumbs up", "fire",
