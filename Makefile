@@ -36,6 +36,7 @@ default-models: default-text2image default-restyle
 default-text2image: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/text2image_emoji.py --data ../shared/data/emoji \
 	    --out runs/default-t2i --steps 4000 --batch-size 32 --channels 16 --threads 1 \
+	    --precision fp32 \
 	    --set generator_channels=24 --set sample_truncation=0.5
 	cp runs/default-t2i/run/model/config.json runs/default-t2i/run/model/model.safetensors \
 	    ganforge/assets/text2image-emoji-64/

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-every", type=int, default=0,
                         help="steps between the loop's quality checks (quality/* in "
                              "logs/scalars.jsonl; 0 = off)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="the loop's precision (the shipped model was trained in fp32)")
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a model option, e.g. recon_weight=5 (JSON value)")
     args = parser.parse_args(argv)
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
                "lr_decay_start": 1.0, "ema_decay": args.ema_decay,
                "sample_every": args.checkpoint_every, "checkpoint_every": args.checkpoint_every,
                "keep_checkpoints": args.keep_checkpoints, "log_every": 50, "num_samples": 8,
-               "eval_every": args.eval_every},
+               "eval_every": args.eval_every, "precision": args.precision},
     )
     train(config, out / "run", resume=(out / "run" / "config.json").exists())
 

@@ -59,7 +59,9 @@ class TrainConfig:
     lr_decay_start: float = option(
         0.5, "fraction of the steps after which learning rates fall linearly to zero")
     ema_decay: float = option(0.999, "decay of the EMA copies used for samples and export")
-    precision: str = option("auto", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    precision: str = option("auto", "auto (bf16 autocast where the device computes bf16 "
+                            "natively: CUDA, CPUs with AMX or AVX512-BF16; else fp32), fp32 "
+                            "or bf16")
     channels_last: str = option("auto", "auto (on CUDA), on or off")
     compile: bool = option(False, "wrap the networks with torch.compile")
     seed: int = option(0, "seed for weights, data order and augmentation")

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.skipif(
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
 
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -151,7 +152,8 @@ def _overflow(driver: object) -> str:
 def test_x4_card_and_verify_in_words_and_nothing_overflows_at_375px(
         server: str, browser: object, tmp_path: Path) -> None:
     driver = browser
-    wait = WebDriverWait(driver, 60)
+    # the page re-renders the result it waits on: an element found a moment ago may be gone
+    wait = WebDriverWait(driver, 60, ignored_exceptions=(StaleElementReferenceException,))
     # mobile=False: a phone browser would widen its layout viewport to fit what overflows
     # (hiding it from scrollWidth); a fixed 375 px viewport shows it
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {  # type: ignore

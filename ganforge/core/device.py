@@ -18,3 +18,16 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name != "cpu":
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
     return torch.device("cpu")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matrix products natively (CUDA GPUs that support
+    bf16; CPUs with AMX tiles or AVX512-BF16), so that bf16 autocast is faster rather than
+    emulated. On such a CPU (measured: Xeon with AMX) a 4096^2 bf16 matmul runs 6.6x faster
+    than fp32; without, bf16 is slower than fp32 (see docs/benchmarks.md, CPU efficiency)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False

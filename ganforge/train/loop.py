@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 import ganforge
 from ganforge.config import RunConfig, TrainConfig, from_dict
-from ganforge.core.device import resolve_device
+from ganforge.core.device import native_bf16, resolve_device
 from ganforge.core.seeding import rng_state, seed_everything, set_rng_state
 from ganforge.data.datasets import TrainData
 from ganforge.data.images import image_grid
@@ -139,7 +139,8 @@ class Trainer:
         self.group = dist_utils.init_from_env(probe.type)
         self.device = resolve_device(tc.device, self.group.local_rank)
         cuda = self.device.type == "cuda"
-        self.bf16 = tc.precision == "bf16" or (tc.precision == "auto" and cuda)
+        self.bf16 = tc.precision == "bf16" or (tc.precision == "auto"
+                                                and native_bf16(self.device))
         self.channels_last = tc.channels_last == "on" or (tc.channels_last == "auto" and cuda)
         if self.group.is_main:
             self._check_run_dir()
