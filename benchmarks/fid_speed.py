@@ -44,12 +44,11 @@ def rate(features: InceptionFeatures, images: torch.Tensor, batch: int) -> tuple
     return len(images) / (time.perf_counter() - start), out
 
 
-def channels_last(features: InceptionFeatures) -> InceptionFeatures:
-    """The same network with weights and inputs in channels_last."""
-    features.model = features.model.to(memory_format=torch.channels_last)
-    prepare = features._prepare
-    features._prepare = lambda images: prepare(images).contiguous(  # type: ignore[method-assign]
-        memory_format=torch.channels_last)
+def plain_layout(features: InceptionFeatures) -> InceptionFeatures:
+    """The same network with weights and inputs in the default NCHW layout (InceptionFeatures
+    uses channels_last on the CPU)."""
+    features.channels_last = False
+    features.model = features.model.to(memory_format=torch.contiguous_format)
     return features
 
 
@@ -71,15 +70,15 @@ def main() -> None:
         for layout in ("NCHW", "channels_last"):
             for batch in (16, 50):
                 features = InceptionFeatures.load()
-                if layout == "channels_last":
-                    features = channels_last(features)
+                if layout == "NCHW":
+                    features = plain_layout(features)
                 speed, out = rate(features, images, batch)
                 reference = out if reference is None else reference
                 flops = speed * INCEPTION_GFLOP
                 print(f"| {threads} | {layout} | {batch} | {speed:.1f} | {flops:.0f} | "
                       f"{flops / peak:.0%} of {peak:.0f} | "
                       f"{float(np.abs(out - reference).max()):.1e} |")
-    features = InceptionFeatures.load()
+    features = plain_layout(InceptionFeatures.load())
     rate(features, images[:16], 16)
     with profile() as prof:
         features.features_of(images[:16], batch_size=16)

@@ -15,7 +15,9 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 RUNNER = ("import sys, json\nfrom ganforge.cli import main\ntry:\n    main({argv!r})\n"
           "except SystemExit:\n    pass\nprint('@@' + json.dumps('torch' in sys.modules), "
@@ -24,14 +26,15 @@ RUNNER = ("import sys, json\nfrom ganforge.cli import main\ntry:\n    main({argv
 
 def measure(argv: list[str], pythonpath: str | None, repeat: int) -> tuple[float, bool]:
     """(median seconds, whether torch was imported) of ``ganforge ARGV``."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=pythonpath or str(Path(__file__).resolve().parents[1]))
     times, torch_loaded = [], False
     for attempt in range(repeat + 1):
         start = time.perf_counter()
+        # run from a neutral folder: '' on sys.path must not pick this checkout over PYTHONPATH
         done = subprocess.run([sys.executable, "-c", RUNNER.format(argv=argv)], env=env,
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True, check=True,
+                              cwd=tempfile.gettempdir())
         if attempt:  # the first run only warms the file cache
             times.append(time.perf_counter() - start)
         torch_loaded = json.loads(done.stderr.rsplit("@@", 1)[1])

@@ -75,6 +75,10 @@ CUDA_BYTES_PER_IMAGE = 64 << 20
 MAX_BATCH_SIZE = 256
 
 
+#: images per Inception forward pass on the CPU (its fastest measured batch)
+CPU_INCEPTION_BATCH = 16
+
+
 def auto_batch_size(device: torch.device) -> int:
     """Images per batch: from free memory on CUDA (at most :data:`MAX_BATCH_SIZE`), else
     :data:`CPU_BATCH_SIZE`."""
@@ -96,7 +100,9 @@ class InceptionExtractor:
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         """``images [B, 3, H, W]`` in [0, 1] -> features ``[B, 2048]`` float64."""
-        return self.network(images, batch_size=len(images))
+        # chunks of 16 on the CPU: 14-17 % faster than 32-50 there (benchmarks/fid_speed.py)
+        chunk = len(images) if self.network.device.type != "cpu" else CPU_INCEPTION_BATCH
+        return self.network(images, batch_size=max(1, min(len(images), chunk)))
 
 
 # ------------------------------------------------------------------------------ inputs

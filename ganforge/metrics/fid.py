@@ -73,6 +73,11 @@ class InceptionFeatures:
         """Wrap a loaded network taking ``[B, 3, 299, 299]`` in :data:`INCEPTION_INPUT_RANGE`."""
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        # on the CPU, channels_last runs the pools and convolutions ~15 % faster (same
+        # features to 6e-6; benchmarks/fid_speed.py)
+        self.channels_last = self.device.type == "cpu"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
 
     @classmethod
     def load(
@@ -105,7 +110,8 @@ class InceptionFeatures:
         if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
             x = resize_bilinear_tf(x, (INCEPTION_SIZE, INCEPTION_SIZE))
         low, high = INCEPTION_INPUT_RANGE
-        return (x / 255 * (high - low) + low).clamp(low, high)
+        x = (x / 255 * (high - low) + low).clamp(low, high)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.no_grad()
     def _forward(self, images: torch.Tensor) -> np.ndarray:

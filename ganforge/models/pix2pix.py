@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -128,6 +129,10 @@ class Pix2Pix(Family):
     DataConfig = PairedDataConfig
     Inference = Pix2PixModel
     ema_networks = ("generator",)
+    #: batch 16, as the shipped restyle model was trained: at 64 px a U-Net step of batch 1
+    #: spends its time in per-layer overhead (6 % of this CPU's fp32 matmul peak; batch 8:
+    #: 32 %, batch 32: 52 %; docs/benchmarks.md, CPU efficiency)
+    train_defaults: ClassVar[dict[str, Any]] = {"batch_size": 16}
 
     @classmethod
     def build(cls, model_config: Pix2PixConfig) -> dict[str, nn.Module]:
