@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ganforge.core.artifact import Artifact
+from ganforge.core.artifact import ARTIFACT_FORMAT, Artifact
 from ganforge.errors import CheckpointError, ConfigError
 
 #: the format every pipeline folder had before saved artifacts (read, never written)
@@ -35,7 +35,7 @@ class InferenceModel(Artifact):
         fields kept, so a run exported before artifacts loads unchanged."""
         merged = {**header.get("model", {}), **header.get("info", {})}
         names = {f.name for f in dataclasses.fields(cls.Config)}
-        return {"format": "ganforge-artifact", "kind": header.get("family"), "version": 1,
+        return {"format": ARTIFACT_FORMAT, "kind": header.get("family"), "version": 1,
                 "ganforge_version": header.get("ganforge_version", "unknown"),
                 "config": {k: v for k, v in merged.items() if k in names},
                 "metadata": {"trained_steps": header.get("trained_steps", 0)}}
