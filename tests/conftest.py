@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -31,3 +34,15 @@ def tiny_config(domains: tuple[Path, Path], **train: object) -> RunConfig:
     return RunConfig(family="cyclegan", model=dict(TINY_MODEL),
                      data={"domain_a": str(domains[0]), "domain_b": str(domains[1]), "size": 16},
                      train=train_values)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of benchmarks/ imported as a module (registered under its name, which its
+    dataclasses look themselves up by)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -3,30 +3,20 @@ and its choice of variants is the one documented."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import torch
+from conftest import load_benchmark
 
 from ganforge.core.device import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "cpu_efficiency.py"
-
-
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cpu_efficiency", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cpu_efficiency"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def table_rows(markdown: str, family: str, role: str) -> list[list[str]]:
@@ -70,7 +60,7 @@ def test_quick_run_reports_flops_rate_and_share_of_peak(tmp_path: Path) -> None:
 
 
 def test_variants_change_one_setting_at_a_time_then_combine_the_best() -> None:
-    bench = load_benchmark()
+    bench = load_benchmark("cpu_efficiency")
     Variant = bench.Variant
     default = Variant(batch=1, threads=2, channels_last=False, compile=False, bf16=False)
     args = bench.parse_args(["--batches", "1,8", "--threads", "2,1",

@@ -3,7 +3,6 @@ the one prepared GPU call cannot rot while no GPU is lent."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -11,10 +10,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "benchmarks" / "gpu_suite.py"
@@ -76,7 +75,7 @@ def test_without_data_the_training_section_is_skipped(tmp_path: Path) -> None:
 
 
 def test_a_failing_or_slow_section_is_recorded_and_the_next_one_runs(tmp_path: Path) -> None:
-    gpu_suite = load_suite_module()
+    gpu_suite = load_benchmark("gpu_suite")
     report: dict = {"suite": {"dry_run": True, "device": "cpu", "started": "now",
                               "budgets_s": {}, "total_s": 10}, "sections": {}}
     suite = gpu_suite.Suite(out=tmp_path, dry_run=True, device=torch.device("cpu"),
@@ -107,17 +106,8 @@ def test_a_failing_or_slow_section_is_recorded_and_the_next_one_runs(tmp_path: P
     assert "broken here" in (tmp_path / "gpu_suite.md").read_text()
 
 
-def load_suite_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_suite", SUITE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_suite"] = module  # dataclasses look the module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_suite_trains_the_makefile_recipe() -> None:
-    recipe = load_suite_module().RECIPE_ARGS
+    recipe = load_benchmark("gpu_suite").RECIPE_ARGS
     makefile = (ROOT / "Makefile").read_text()
     block = makefile[makefile.index("default-text2image: setup"):]
     block = block[:block.index("\n\n")]
