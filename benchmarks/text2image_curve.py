@@ -52,7 +52,8 @@ def score(pipe: TextToImagePipeline, scorer: ImageTextScorer, prompts: list[str]
 
 
 def curve(run: Path, captions: Path, train_captions: int = 600, every: int = 1,
-          device: str | torch.device = "cpu", r: int = 100) -> tuple[list[dict], int, int]:
+          device: str | torch.device = "cpu", r: int = 100,
+          from_step: int = 0) -> tuple[list[dict], int, int]:
     """One row per scored checkpoint of ``run`` (step, training minutes, R-precision on the
     held-out captions at the default and at zero noise, and on training captions); also the
     numbers of held-out and training captions scored."""
@@ -65,7 +66,9 @@ def curve(run: Path, captions: Path, train_captions: int = 600, every: int = 1,
     train_prompts = train_all[::stride][:train_captions]
     minutes = minutes_at(run)
     rows = []
-    for step, path in checkpoint_steps(run / "checkpoints")[::every]:
+    kept = [(step, path) for step, path in checkpoint_steps(run / "checkpoints")
+            if step >= from_step]
+    for step, path in kept[::every]:
         ema = load_checkpoint(path)["ema"]
         for name, net in pipe.networks.items():
             shadow = {k.removeprefix("shadow."): v for k, v in ema[name].items()
@@ -90,12 +93,13 @@ def main() -> None:
                         help="training captions scored (spread over the file)")
     parser.add_argument("--every", type=int, default=1, help="score every Nth checkpoint")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--from-step", type=int, default=0, help="score checkpoints from here")
     args = parser.parse_args()
 
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, val_count, train_count = curve(run, Path(args.captions), args.train_captions,
-                                         args.every, args.device)
+                                         args.every, args.device, from_step=args.from_step)
     (out / "curve.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = [f"R-precision (R=100, shipped scorer) of {run}: {val_count} held-out captions, "
              f"{train_count} training captions; one image each, seed 0.", "",
