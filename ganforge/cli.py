@@ -125,6 +125,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise ConfigError(f"--samples must be at least 1, got {args.samples}")
+    signer = _c2pa_signer(args)
     pipe = ImageToImagePipeline.from_pretrained(args.model, device=args.device)
     pipe.watermark = not args.no_watermark
     options = _style_options(args, pipe)
@@ -162,7 +163,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
             for s, image in enumerate(images):
                 extra = {} if args.samples == 1 else {"seed": args.seed, "sample": s}
                 save_png(image, out / (f"{name}.png" if args.samples == 1 else f"{name}_s{s}.png"),
-                         {**made, **extra})
+                         {**made, **extra}, c2pa=signer, ingredient=path)
             written += 1
     if written == 0:
         raise DataError(f"none of the {len(sources)} input image(s) could be read")
@@ -219,6 +220,13 @@ def translate_samples(pipe: Any, images: Any, direction: str, samples: int, seed
     return outputs
 
 
+def _c2pa_signer(args: argparse.Namespace) -> Any:
+    """The C2PA signer that --c2pa-key/--c2pa-cert (or GANFORGE_C2PA_KEY/_CERT) name, or None."""
+    from ganforge.provenance.c2pa import C2paSigner
+
+    return C2paSigner.from_options(args.c2pa_key, args.c2pa_cert)
+
+
 # --------------------------------------------------------------------------- upscale
 def _upscaler(args: argparse.Namespace) -> Any:
     """The UpscalePipeline that ``--upscale [MODEL]`` names (the shipped one without MODEL),
@@ -244,6 +252,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     )
 
     check_tiling(args.tile, args.tile_overlap)
+    signer = _c2pa_signer(args)
     pipe = UpscalePipeline.from_pretrained(args.model, device=args.device)
     pipe.watermark = not args.no_watermark
     sources = expand_inputs(args.inputs)
@@ -262,7 +271,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         used.add(name)
         step = {**upscale_step(pipe, (image.width // pipe.scale, image.height // pipe.scale)),
                 **source_fields(path, args.metadata_source)}
-        save_png(image, out / f"{name}.png", upscaled_fields(read_image_info(path), step))
+        save_png(image, out / f"{name}.png", upscaled_fields(read_image_info(path), step),
+                 c2pa=signer, ingredient=path)
         written += 1
     if written == 0:
         raise DataError(f"none of the {len(sources)} input image(s) could be upscaled")
@@ -284,6 +294,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from ganforge.text import check_prompts
 
     prompts = check_prompts(args.prompts)
+    signer = _c2pa_signer(args)
     pipe = TextToImagePipeline.from_pretrained(args.model or DEFAULT_MODEL, device=args.device)
     pipe.watermark = not args.no_watermark
     upscaler = _upscaler(args)
@@ -301,7 +312,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         grid_fields = {"prompt": prompts[0], "prompt_to": args.interpolate_to}
         for i, image in enumerate(images):
             save_png(image, out / f"interp_{i:03d}.png",
-                     {**fields, **grid_fields, "weight": f"{i / (len(images) - 1):.3f}"})
+                     {**fields, **grid_fields, "weight": f"{i / (len(images) - 1):.3f}"},
+                     c2pa=signer)
         grid_rows = [images]
     else:
         images = pipe(prompts, num_images=args.num_images, seed=args.seed,
@@ -314,13 +326,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
             row = images[p * args.num_images:(p + 1) * args.num_images]
             for j, image in enumerate(row):
                 save_png(image, out / f"{_slug(prompt)}_s{args.seed}_{j:03d}.png",
-                         {**fields, "prompt": prompt, "index": j})
+                         {**fields, "prompt": prompt, "index": j}, c2pa=signer)
             grid_rows.append(row)
     from ganforge.provenance.watermark import mark_images
 
     grid = image_grid([pil_to_float(row) for row in grid_rows])  # a new image: marked too
     grid = mark_images([grid], pipe.watermark_id if pipe.watermark else None)[0]
-    save_png(grid, out / "grid.png", {**fields, **grid_fields})
+    save_png(grid, out / "grid.png", {**fields, **grid_fields}, c2pa=signer)
     print(f"wrote {len(images)} image(s) and grid.png to {out}")
     return 0
 
@@ -437,6 +449,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
+
+
+def cmd_c2pa_make_test_cert(args: argparse.Namespace) -> int:
+    from ganforge.provenance.c2pa import make_test_cert
+
+    key, cert = make_test_cert(args.out)
+    print(f"wrote {key} and {cert} (a local test signer: no trust list holds it, so verify "
+          f"reports 'untrusted signer'); use: --c2pa-key {key} --c2pa-cert {cert}")
+    return 0
 
 
 def cmd_detector_train(args: argparse.Namespace) -> int:
@@ -563,6 +584,14 @@ def _add_family_parsers(families: Any) -> None:
         p.set_defaults(handler=cmd_train)
 
 
+def _add_c2pa_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--c2pa-key", metavar="PEM", help="sign every PNG with a C2PA manifest "
+                        "using this private key (default: $GANFORGE_C2PA_KEY; needs the c2pa "
+                        "extra)")
+    parser.add_argument("--c2pa-cert", metavar="PEM", help="the signing certificate chain for "
+                        "--c2pa-key (default: $GANFORGE_C2PA_CERT)")
+
+
 def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     """The whole command-line interface. ``with_families=False`` leaves out the options of
     ``train``'s families, whose configs import torch and every training recipe: commands
@@ -600,6 +629,7 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
                    help="upscale the outputs (x4 with the shipped upscaler, or MODEL)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
+    _add_c2pa_options(p)
     p.set_defaults(handler=cmd_generate)
 
     p = sub.add_parser("translate", help="translate images with a trained image-to-image model")
@@ -623,6 +653,7 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
     p.add_argument("--metadata-source", action="store_true", help=METADATA_SOURCE_HELP +
                    " (also the --style-reference image's)")
+    _add_c2pa_options(p)
     p.set_defaults(handler=cmd_translate)
 
     p = sub.add_parser("upscale", help="super-resolution: make images larger (x4 by default)")
@@ -637,6 +668,7 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
     p.add_argument("--metadata-source", action="store_true", help=METADATA_SOURCE_HELP)
+    _add_c2pa_options(p)
     p.set_defaults(handler=cmd_upscale)
 
     p = sub.add_parser("evaluate", help="measure a model against real data; write a report",
@@ -706,6 +738,13 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--detector", help="detector folder (default: the shipped emoji detector)")
     p.add_argument("--no-detector", action="store_true", help="skip the detector")
     p.set_defaults(handler=cmd_verify)
+
+    p_c2pa = sub.add_parser("c2pa", help="C2PA content credentials: a local test signer")
+    c2pas = p_c2pa.add_subparsers(dest="action", required=True)
+    p = c2pas.add_parser("make-test-cert", help="a local test CA and ES256 signing key + "
+                         "certificate; its manifests verify as 'untrusted signer'")
+    p.add_argument("--out", required=True, help="folder for key.pem and cert.pem")
+    p.set_defaults(handler=cmd_c2pa_make_test_cert)
 
     p_det = sub.add_parser("detector", help="detector of generated images")
     dets = p_det.add_subparsers(dest="action", required=True)

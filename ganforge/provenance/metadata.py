@@ -11,12 +11,15 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 import ganforge
+
+if TYPE_CHECKING:  # the C2PA bindings are imported only when an image is signed
+    from ganforge.provenance.c2pa import C2paSigner
 
 PREFIX = "ganforge:"
 #: the models shipped in the package: recorded as "ganforge default (NAME)"
@@ -39,12 +42,16 @@ def png_info(image: Image.Image, fields: dict[str, Any]) -> PngInfo:
     return info
 
 
-def save_png(image: Image.Image, path: str | Path, fields: dict[str, Any]) -> Path:
-    """Save ``image`` as PNG with ``fields`` as text chunks (see :func:`png_info`)."""
+def save_png(image: Image.Image, path: str | Path, fields: dict[str, Any],
+             c2pa: C2paSigner | None = None, ingredient: str | Path | None = None) -> Path:
+    """Save ``image`` as PNG with ``fields`` as text chunks (see :func:`png_info`), then, with
+    a ``c2pa`` signer, embed a signed C2PA manifest (``ingredient``: the input it was made from)."""
     info = png_info(image, fields)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG", pnginfo=info)
+    if c2pa is not None:
+        c2pa.sign_file(path, fields, ingredient)
     return path
 
 

@@ -1,9 +1,10 @@
 """``verify_image``: what an image says about where it came from.
 
-Three kinds of evidence, strongest first: the invisible ganforge watermark (survives JPEG,
+Four kinds of evidence, strongest first: the invisible ganforge watermark (survives JPEG,
 resizing, small crops; keyed, with a controlled false-positive rate), the PNG metadata that
 ``ganforge generate`` / ``translate`` / ``upscale`` write (trivially stripped or forged), and
-the detector's probability (statistical; no cooperation from the generator needed).
+the detector's probability (statistical; no cooperation from the generator needed); beside
+them, any signed C2PA manifest (valid, untrusted signer, invalid or none).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ganforge.errors import DataError
+from ganforge.errors import DataError, MissingDependency
 from ganforge.provenance import watermark
+from ganforge.provenance.c2pa import MIME_TYPES, TRAINED_ALGORITHMIC_MEDIA, read_manifest
 from ganforge.provenance.metadata import PREFIX
 
 if TYPE_CHECKING:  # the detector needs torch: imported only when an image is scored
@@ -39,13 +41,16 @@ class VerifyResult:
     metadata: dict[str, str] = field(default_factory=dict)
     detector_probability: float | None = None
     size: tuple[int, int] = (0, 0)
+    #: the C2PA manifest's state ("valid", "untrusted signer", "invalid", "none", or "not
+    #: checked") and what it says; see :func:`ganforge.provenance.c2pa.read_manifest`
+    c2pa: dict[str, Any] = field(default_factory=lambda: {"state": "not checked"})
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "verdict": self.verdict, "reason": self.reason,
                 "watermark": self.watermark, "metadata": self.metadata,
                 "detector_probability": (None if self.detector_probability is None
                                          else round(self.detector_probability, 4)),
-                "size": list(self.size)}
+                "size": list(self.size), "c2pa": self.c2pa}
 
     def summary(self) -> str:
         """A few lines for the console."""
@@ -60,9 +65,37 @@ class VerifyResult:
             lines.append(f"  metadata: {shown}")
         else:
             lines.append("  metadata: none")
+        lines.append("  c2pa: " + _c2pa_line(self.c2pa))
         if self.detector_probability is not None:
             lines.append(f"  detector: {self.detector_probability:.3f} probability generated")
         return "\n".join(lines)
+
+
+def _c2pa_line(manifest: dict[str, Any]) -> str:
+    state = manifest["state"]
+    if state in ("valid", "untrusted signer"):
+        said = ", ".join(f"{k[len('ganforge.'):] if k.startswith('ganforge.') else k}={v}"
+                         for k, v in manifest.get("parameters", {}).items())
+        source = (manifest.get("digital_source_type") or "").rsplit("/", 1)[-1]
+        return (f"{state} manifest by {manifest.get('claim_generator') or '?'}, signed by "
+                f"{manifest.get('signer') or '?'}" + (f", {source}" if source else "")
+                + (f" ({said})" if said else ""))
+    if state == "invalid":
+        return "invalid manifest (" + ", ".join(manifest.get("failures") or ["?"]) + ")"
+    return state + (f" ({manifest['reason']})" if manifest.get("reason") else "")
+
+
+def _read_c2pa(source: ImageSource) -> dict[str, Any]:
+    """The C2PA evidence in a file or bytes (a PIL image has lost any manifest)."""
+    if isinstance(source, Image.Image):
+        return {"state": "not checked", "reason": "a decoded image carries no manifest"}
+    data = bytes(source) if isinstance(source, bytes | bytearray) else Path(source).read_bytes()
+    mime = None if isinstance(source, bytes | bytearray) else MIME_TYPES.get(
+        Path(source).suffix.lower())
+    try:
+        return read_manifest(data, mime)
+    except MissingDependency as exc:
+        return {"state": "not checked", "reason": str(exc)}
 
 
 @cache
@@ -107,17 +140,23 @@ def verify_image(source: ImageSource, detector: Detector | None = None,
     probability = None
     if use_detector:
         probability = float((detector or _default_detector()).probability([image])[0])
-    verdict, reason = _verdict(mark, metadata, probability)
+    manifest = _read_c2pa(source)
+    verdict, reason = _verdict(mark, metadata, probability, manifest)
     return VerifyResult(source=name, verdict=verdict, reason=reason, watermark=mark.as_dict(),
-                        metadata=metadata, detector_probability=probability, size=image.size)
+                        metadata=metadata, detector_probability=probability, size=image.size,
+                        c2pa=manifest)
 
 
 def _verdict(mark: watermark.WatermarkResult, metadata: dict[str, str],
-             probability: float | None) -> tuple[str, str]:
+             probability: float | None, manifest: dict[str, Any]) -> tuple[str, str]:
     if mark.found:
         shipped = watermark.known_models().get(mark.model_id)
         name = f", the shipped {shipped}" if shipped else ""
         return "generated", f"ganforge watermark found (model id {mark.model_id:04x}{name})"
+    if (manifest["state"] in ("valid", "untrusted signer")
+            and manifest.get("digital_source_type") == TRAINED_ALGORITHMIC_MEDIA):
+        return ("likely-generated", f"no watermark, but a {manifest['state']} C2PA manifest "
+                "says trained algorithmic media")
     if metadata:
         said = metadata.get("watermark")
         if said and said != "none":
