@@ -224,7 +224,8 @@ def _c2pa_signer(args: argparse.Namespace) -> Any:
     """The C2PA signer that --c2pa-key/--c2pa-cert (or GANFORGE_C2PA_KEY/_CERT) name, or None."""
     from ganforge.provenance.c2pa import C2paSigner
 
-    return C2paSigner.from_options(args.c2pa_key, args.c2pa_cert)
+    return C2paSigner.from_options(args.c2pa_key, args.c2pa_cert,
+                                   name_inputs=getattr(args, "metadata_source", False))
 
 
 # --------------------------------------------------------------------------- upscale

@@ -155,7 +155,7 @@ def _verdict(mark: watermark.WatermarkResult, metadata: dict[str, str],
         return "generated", f"ganforge watermark found (model id {mark.model_id:04x}{name})"
     if (manifest["state"] in ("valid", "untrusted signer")
             and manifest.get("digital_source_type") == TRAINED_ALGORITHMIC_MEDIA):
-        return ("likely-generated", f"no watermark, but a {manifest['state']} C2PA manifest "
+        return ("likely-generated", f"no watermark, but a C2PA manifest ({manifest['state']}) "
                 "says trained algorithmic media")
     if metadata:
         said = metadata.get("watermark")
