@@ -418,7 +418,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         upscaler=args.upscaler, api_key=args.api_key or os.environ.get("GANFORGE_API_KEY"),
         device=_device(args.device), batch_window_ms=args.batch_window_ms,
         max_batch=1 if args.no_batching else args.max_batch, queue_size=args.queue_size,
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels)
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
+        c2pa=_c2pa_signer(args))
     serve(config, host=args.host, port=args.port, log_level=args.log_level,
           access_log=not args.no_access_log)
     return 0
@@ -822,6 +823,7 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true", help="do not print one line per "
                    "request (method, path, status, ms) on stderr")
+    _add_c2pa_options(p)
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("demo", help="the built-in default: CycleGAN on synthetic shapes (CPU)")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import subprocess
 import sys
+import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -189,3 +192,96 @@ def test_help_and_verify_import_c2pa_only_to_read_and_never_torch(signed_png: Pa
     lines = run.stdout.strip().splitlines()
     assert lines[-1] == "True False" and "False" in lines
     assert "c2pa: untrusted signer manifest" in run.stdout
+
+
+# ---------------------------------------------------------------------- ganforge serve
+@pytest.fixture(scope="module")
+def signing_client(tmp_path_factory: pytest.TempPathFactory, test_cert: tuple[Path, Path]):
+    """A server (tiny models from test_serve) that signs what it hands out."""
+    pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
+    pytest.importorskip("httpx", reason="the 'serve' extra is not installed")
+    from fastapi.testclient import TestClient
+
+    from ganforge.serve.app import create_app
+    from tests.test_serve import make_config, save_tiny_models
+
+    models = save_tiny_models(tmp_path_factory.mktemp("c2pa-serve-models"))
+    signer = C2paSigner.from_options(str(test_cert[0]), str(test_cert[1]))
+    with TestClient(create_app(make_config(models, c2pa=signer))) as client:
+        yield client
+
+
+def test_served_pngs_are_signed_and_verify_reports_it(signing_client: Any) -> None:
+    import base64
+
+    body = {"prompt": "red heart", "n": 2, "seed": 5}
+    answer = signing_client.post("/api/generate", json=body)
+    assert answer.status_code == 200, answer.text
+    pngs = [base64.b64decode(i["png_base64"]) for i in answer.json()["images"]]
+    for j, data in enumerate(pngs):
+        manifest = read_manifest(data, "image/png")
+        assert manifest["state"] == "untrusted signer"
+        assert manifest["claim_generator"] == f"ganforge/{ganforge.__version__}"
+        assert manifest["digital_source_type"] == TRAINED_ALGORITHMIC_MEDIA
+        assert manifest["parameters"]["ganforge.prompt"] == "red heart"
+        assert manifest["parameters"]["ganforge.seed"] == "5"
+        image = Image.open(io.BytesIO(data))
+        assert image.text["ganforge:index"] == str(j)  # the text chunks are kept
+    again = signing_client.post("/api/generate", json={**body, "format": "zip"})
+    with zipfile.ZipFile(io.BytesIO(again.content)) as archive:
+        first = archive.read(archive.namelist()[0])
+    assert read_manifest(first, "image/png")["state"] == "untrusted signer"
+
+    verified = signing_client.post("/api/verify",
+                                   files={"image": ("generated.png", pngs[0], "image/png")})
+    assert verified.status_code == 200, verified.text
+    c2pa = verified.json()["c2pa"]
+    assert c2pa["state"] == "untrusted signer"
+    assert c2pa["signer"] == "ganforge local test signer"
+    assert c2pa["parameters"]["ganforge.prompt"] == "red heart"
+    edited = signing_client.post("/api/verify", files={
+        "image": ("edited.png", _flip_pixel_byte(pngs[0]), "image/png")})
+    assert edited.json()["c2pa"]["state"] == "invalid"
+
+
+def test_served_translations_and_upscales_name_no_upload(signing_client: Any) -> None:
+    upload = io.BytesIO()
+    Image.new("RGB", (24, 20), (200, 30, 30)).save(upload, format="JPEG")
+    files = {"image": ("/home/someone/private-name.jpg", upload.getvalue(), "image/jpeg")}
+    translated = signing_client.post("/api/translate", files=files)
+    assert translated.status_code == 200, translated.text
+    manifest = read_manifest(translated.content, "image/png")
+    assert manifest["state"] == "untrusted signer"
+    assert manifest["ingredients"] == ["input image"]  # the upload, never its file name
+    assert b"private-name" not in translated.content
+    if not signing_client.get("/api/health").json()["upscale"]:
+        return
+    upscaled = signing_client.post("/api/upscale", files={
+        "image": ("t.png", translated.content, "image/png")})
+    assert upscaled.status_code == 200, upscaled.text
+    manifest = read_manifest(upscaled.content, "image/png")
+    assert manifest["state"] == "untrusted signer"
+    assert manifest["ingredients"] == ["input image"]
+    assert "upscale" in manifest["parameters"]["ganforge.steps"]
+
+
+def test_serve_takes_the_signer_from_options_or_environment(
+        tmp_path: Path, test_cert: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
+    import ganforge.serve.app as serve_app
+
+    configs = []
+    monkeypatch.setattr(serve_app, "serve", lambda config, **_: configs.append(config))
+    monkeypatch.delenv("GANFORGE_C2PA_KEY", raising=False)
+    monkeypatch.delenv("GANFORGE_C2PA_CERT", raising=False)
+    assert main(["serve"]) == 0
+    assert main(["serve", "--c2pa-key", str(test_cert[0]), "--c2pa-cert", str(test_cert[1])]) == 0
+    monkeypatch.setenv("GANFORGE_C2PA_KEY", str(test_cert[0]))
+    monkeypatch.setenv("GANFORGE_C2PA_CERT", str(test_cert[1]))
+    assert main(["serve"]) == 0
+    assert [c.c2pa for c in configs] == [None, C2paSigner(*test_cert), C2paSigner(*test_cert)]
+    other_key, _ = make_test_cert(tmp_path / "other")
+    monkeypatch.setenv("GANFORGE_C2PA_KEY", str(other_key))
+    assert main(["serve"]) == 1  # refused at start-up, as generate refuses it
+    with pytest.raises(ConfigError, match="cannot sign"):  # and by the config itself
+        serve_app.ServeConfig(c2pa=C2paSigner(other_key, test_cert[1])).validate()

@@ -148,6 +148,24 @@ class C2paSigner:
             temporary.unlink(missing_ok=True)
         return path
 
+    def sign_bytes(self, data: bytes, fields: Mapping[str, Any], ingredient: bytes | None = None,
+                   ingredient_type: str = "image/png", mime_type: str = "image/png") -> bytes:
+        """``data`` (an image file's bytes, of ``mime_type``) with a signed manifest embedded,
+        for images that never touch the disk (``ganforge serve``); ``ingredient``: the bytes of
+        the input it was made from (of ``ingredient_type``), titled "input image", if any."""
+        c2pa = _library()
+        signed = io.BytesIO()
+        try:
+            with c2pa.Builder(manifest_definition(fields)) as builder:
+                if ingredient is not None:
+                    builder.add_ingredient({"title": "input image", "relationship": "parentOf"},
+                                           ingredient_type, io.BytesIO(ingredient))
+                with self._signer() as signer:
+                    builder.sign(signer, mime_type, io.BytesIO(data), signed)
+        except c2pa.C2paError as exc:
+            raise ConfigError(f"C2PA signing of a {mime_type} image failed: {exc}") from None
+        return signed.getvalue()
+
 
 def manifest_definition(fields: Mapping[str, Any], title: str | None = None) -> dict[str, Any]:
     """The manifest of a generated image: claim generator, the created action, the model."""

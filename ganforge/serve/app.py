@@ -31,10 +31,12 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ganforge
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError, MissingDependency
+from ganforge.provenance.c2pa import C2paSigner
 from ganforge.provenance.metadata import png_info, upscale_step, upscaled_fields
 from ganforge.serve.batching import MicroBatcher, ModelWorker, QueueFull
 
@@ -72,6 +74,7 @@ class ServeConfig:
 
     ``models`` / ``translators``: (name, path) pairs; the first text-to-image model is the
     default. ``upscaler``: a path, or None for the shipped default when there is one.
+    ``c2pa``: sign every PNG the server hands out with a C2PA manifest (None: no manifest).
     """
 
     models: list[tuple[str, str]] = field(default_factory=list)
@@ -85,6 +88,7 @@ class ServeConfig:
     max_upload_bytes: int = 8 * 1024 * 1024
     max_pixels: int = 4096 * 4096
     max_upscale_side: int = 512
+    c2pa: C2paSigner | None = None
 
     def validate(self) -> ServeConfig:
         checks = [(self.batch_window_ms >= 0, f"batch window must be >= 0 ms, got "
@@ -98,6 +102,8 @@ class ServeConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        if self.c2pa is not None:  # a bad key or certificate fails before any model loads
+            C2paSigner.from_options(str(self.c2pa.key), str(self.c2pa.cert))
         return self
 
 
@@ -231,13 +237,21 @@ class RequestLog:
 
 
 # --------------------------------------------------------------------------- images
-def png_bytes(image: Image.Image, fields: dict[str, Any]) -> bytes:
+def png_bytes(image: Image.Image, fields: dict[str, Any], c2pa: C2paSigner | None = None,
+              ingredient: bytes | None = None) -> bytes:
     """``image`` as PNG bytes with ``fields`` (and the ganforge version) as text chunks,
     like :func:`ganforge.provenance.metadata.save_png`: the ganforge fields a pipeline put
-    in ``image.info`` (its watermark) are written too."""
+    in ``image.info`` (its watermark) are written too. With a ``c2pa`` signer, a signed C2PA
+    manifest is embedded (``ingredient``: the uploaded file it was made from, if any)."""
     out = io.BytesIO()
     image.save(out, format="PNG", pnginfo=png_info(image, fields))
-    return out.getvalue()
+    if c2pa is None:
+        return out.getvalue()
+    kind = "image/png"
+    if ingredient is not None:  # an upload decode_upload accepted: its header names its type
+        with Image.open(io.BytesIO(ingredient)) as parent:
+            kind = Image.MIME.get(parent.format or "", kind)
+    return c2pa.sign_bytes(out.getvalue(), fields, ingredient=ingredient, ingredient_type=kind)
 
 
 def looks_like_image(data: bytes) -> bool:
@@ -554,6 +568,14 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     guarded = [Depends(require_key)]
 
+    async def encode(image: Image.Image, fields: dict[str, Any],
+                     ingredient: bytes | None = None) -> bytes:
+        """An answer's PNG (:func:`png_bytes`); signing one takes ~0.1 s, so it runs off the
+        event loop."""
+        if cfg.c2pa is None:
+            return png_bytes(image, fields)
+        return await run_in_threadpool(png_bytes, image, fields, cfg.c2pa, ingredient)
+
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.message, exc.headers)
@@ -654,7 +676,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             GenerateJob(prompt, request.n, seed, request.truncation))
         fields = {"model": model.label, "prompt": prompt, "seed": seed,
                   "truncation": request.truncation}
-        pngs = [png_bytes(image, {**fields, "index": j}) for j, image in enumerate(images)]
+        pngs = [await encode(image, {**fields, "index": j}) for j, image in enumerate(images)]
         if request.format == "zip":
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
@@ -688,7 +710,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         gives a transparent result."""
         served = server.pick(model, "image-to-image")
         pipe = served.pipeline
-        picture = decode_upload(await image.read(), image.content_type, cfg)
+        upload = await image.read()
+        picture = decode_upload(upload, image.content_type, cfg)
         directions = pipe.directions
         direction = direction or (directions[0] if directions else None)
         if directions and direction not in directions:
@@ -698,8 +721,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         square = centre_square(to_rgb_keeping_alpha(picture))  # the pipeline composites it
         out = (await server.worker.call(lambda: pipe([square], direction=direction,
                                                      **options)))[0]
-        data = png_bytes(out, {"model": served.label, "direction": direction, "style": style,
-                               "source": "upload"})
+        data = await encode(out, {"model": served.label, "direction": direction,
+                                  "style": style, "source": "upload"}, upload)
         return _image_answer(data, format, ImageResponse(
             model=served.name, width=out.width, height=out.height, direction=direction,
             style=style, png_base64=base64.b64encode(data).decode()))
@@ -714,15 +737,16 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         """Upscale an image with the server's upscaler. The ganforge metadata of an upload
         (prompt, seed, model, ...) is carried over, with the upscale added to ``steps``."""
         served = server.pick(model, "upscale")
-        picture = decode_upload(await image.read(), image.content_type, cfg)
+        upload = await image.read()
+        picture = decode_upload(upload, image.content_type, cfg)
         if max(picture.size) > cfg.max_upscale_side:
             raise ApiError(413, f"image is {picture.width}x{picture.height}; upscale accepts "
                                 f"at most {cfg.max_upscale_side} px a side")
         rgb = to_rgb_keeping_alpha(picture)
         out = (await server.worker.call(lambda: served.pipeline([rgb])))[0]
         step = upscale_step(served.pipeline, rgb.size, label=served.label)
-        data = png_bytes(out, upscaled_fields(
-            {**picture.info, **(getattr(picture, "text", None) or {})}, step))
+        data = await encode(out, upscaled_fields(
+            {**picture.info, **(getattr(picture, "text", None) or {})}, step), upload)
         return _image_answer(data, format, ImageResponse(
             model=served.name, width=out.width, height=out.height,
             png_base64=base64.b64encode(data).decode()))
