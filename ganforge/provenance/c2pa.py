@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import ganforge
+from ganforge.core.files import atomic_write
 from ganforge.errors import ConfigError, MissingDependency
 
 TRAINED_ALGORITHMIC_MEDIA = ("http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -123,47 +124,39 @@ class C2paSigner:
                   ingredient: str | Path | None = None) -> Path:
         """Embed a signed manifest in the image at ``path`` (replaced atomically); ``fields`` are
         its ganforge metadata, ``ingredient`` the input it was made from, if any."""
-        c2pa = _library()
         path = Path(path)
-        fmt = MIME_TYPES.get(path.suffix.lower(), "image/png")
-        temporary = path.with_name(path.name + ".c2pa.tmp")
         # an output of translate/upscale is named after its input: its name only when asked
         title = path.name if self.name_inputs or ingredient is None else None
-        try:
-            with c2pa.Builder(manifest_definition(fields, title)) as builder:
-                if ingredient is not None:
-                    ingredient = Path(ingredient)
-                    with open(ingredient, "rb") as stream:
-                        name = ingredient.name if self.name_inputs else "input image"
-                        builder.add_ingredient({"title": name, "relationship": "parentOf"},
-                                               MIME_TYPES.get(ingredient.suffix.lower(),
-                                                              "image/png"), stream)
-                with (open(path, "rb") as source, open(temporary, "wb") as dest,
-                      self._signer() as signer):
-                    builder.sign(signer, fmt, source, dest)
-            os.replace(temporary, path)
-        except c2pa.C2paError as exc:
-            raise ConfigError(f"C2PA signing of {path} failed: {exc}") from None
-        finally:
-            temporary.unlink(missing_ok=True)
+        parent = Path(ingredient) if ingredient is not None else None
+        signed = self.sign_bytes(
+            path.read_bytes(), fields, parent.read_bytes() if parent else None,
+            ingredient_type=MIME_TYPES.get(parent.suffix.lower(), "image/png") if parent
+            else "image/png",
+            mime_type=MIME_TYPES.get(path.suffix.lower(), "image/png"), title=title,
+            ingredient_title=parent.name if parent and self.name_inputs else "input image",
+            what=str(path))
+        atomic_write(path, lambda tmp: tmp.write_bytes(signed))
         return path
 
     def sign_bytes(self, data: bytes, fields: Mapping[str, Any], ingredient: bytes | None = None,
-                   ingredient_type: str = "image/png", mime_type: str = "image/png") -> bytes:
-        """``data`` (an image file's bytes, of ``mime_type``) with a signed manifest embedded,
-        for images that never touch the disk (``ganforge serve``); ``ingredient``: the bytes of
-        the input it was made from (of ``ingredient_type``), titled "input image", if any."""
+                   ingredient_type: str = "image/png", mime_type: str = "image/png",
+                   title: str | None = None, ingredient_title: str = "input image",
+                   what: str | None = None) -> bytes:
+        """``data`` (an image file's bytes, of ``mime_type``) with a signed manifest embedded;
+        ``ingredient``: the bytes of the input it was made from (of ``ingredient_type``), if
+        any; ``what`` names the image in an error (default: its type)."""
         c2pa = _library()
         signed = io.BytesIO()
         try:
-            with c2pa.Builder(manifest_definition(fields)) as builder:
+            with c2pa.Builder(manifest_definition(fields, title)) as builder:
                 if ingredient is not None:
-                    builder.add_ingredient({"title": "input image", "relationship": "parentOf"},
+                    builder.add_ingredient({"title": ingredient_title, "relationship": "parentOf"},
                                            ingredient_type, io.BytesIO(ingredient))
                 with self._signer() as signer:
                     builder.sign(signer, mime_type, io.BytesIO(data), signed)
         except c2pa.C2paError as exc:
-            raise ConfigError(f"C2PA signing of a {mime_type} image failed: {exc}") from None
+            raise ConfigError(f"C2PA signing of {what or 'a ' + mime_type + ' image'} failed: "
+                              f"{exc}") from None
         return signed.getvalue()
 
 
