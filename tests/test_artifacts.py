@@ -98,19 +98,24 @@ def test_a_pipeline_refuses_a_model_of_another_task(tmp_path: Path) -> None:
         ImageToImagePipeline.from_pretrained(tmp_path / "m")
 
 
-def test_artifact_save_is_atomic_and_keeps_the_old_folder_on_failure(tmp_path: Path) -> None:
+def test_artifact_save_is_atomic_and_keeps_the_old_folder_on_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = tiny_model()
     model.save_pretrained(tmp_path / "m")
-    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+    (tmp_path / "m" / "README.md").write_text("card")
+    before = sorted((p.name, p.read_bytes()) for p in (tmp_path / "m").iterdir())
+    import ganforge.core.artifact as artifact
 
-    class Broken(DFGANModel):
-        def tensors(self) -> dict[str, torch.Tensor]:
-            raise RuntimeError("disk full")
+    def half_written(tensors: dict, filename: str, metadata: dict) -> None:
+        Path(filename).write_bytes(b"half a file")  # the disk fills up mid-write
+        raise OSError("No space left on device")
 
-    broken = Broken(model.config, dict(model.modules.items()), model.metadata)
-    with pytest.raises(RuntimeError):
-        broken.save_pretrained(tmp_path / "m")
-    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    monkeypatch.setattr(artifact, "save_file", half_written)
+    torch.manual_seed(1)
+    with pytest.raises(OSError):
+        DFGANModel.create(TINY).save_pretrained(tmp_path / "m")
+    assert sorted((p.name, p.read_bytes()) for p in (tmp_path / "m").iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
 
 
 def test_loop_minimize_gives_gradients_to_the_named_optimizer_only() -> None:
