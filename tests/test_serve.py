@@ -22,6 +22,7 @@ pytest.importorskip("httpx", reason="the 'serve' extra is not installed")
 
 import httpx
 import torch
+from conftest import stop_process
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -478,8 +479,4 @@ def test_serve_command_logs_one_line_per_request_by_default(
             assert response.status == 200
         wait_for(r"^ganforge: GET /api/health 200 \d+\.\d ms$")
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
