@@ -125,6 +125,27 @@ def test_learns_a_paired_colour_swap_beyond_the_identity(trained: Path,
     assert len(paired_l1) == 2 and paired_l1[1] < paired_l1[0]  # the loop's quality hook
 
 
+def test_resize_decoder_with_feature_matching_learns_and_reloads(
+        shapes: dict[str, Path], tmp_path: Path) -> None:
+    """The checkerboard-free decoder (nearest x2 + conv3x3) with a low L1 weight and the
+    critic-feature-matching loss learns the swap too; the saved model rebuilds that decoder."""
+    config = _config(shapes["a"], shapes["b"], 500, lr_decay_start=0.7, ema_decay=0.99)
+    config.model.update(upsample="resize", l1_weight=10.0, feature_matching_weight=10.0)
+    train(config, tmp_path / "run")
+    logged = [json.loads(line) for line in (tmp_path / "run" / "logs" / "scalars.jsonl").open()]
+    fm = [row["loss/fm"] for row in logged if "loss/fm" in row]
+    assert fm and fm[-1] < fm[0]
+    pipe = ImageToImagePipeline.from_pretrained(tmp_path / "run")
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in pipe.networks.modules())
+    report = evaluate_translation(pipe, shapes["val_a"], shapes["val_b"], progress=False,
+                                  fid_weights=Path("/nonexistent/no-fid.pt"))
+    assert report.translation["l1"] < 0.35 * report.identity["l1"], report.table()
+    bad = _config(shapes["a"], shapes["b"], 1)
+    bad.model["upsample"] = "bilinear"
+    with pytest.raises(ConfigError, match="--upsample 'bilinear' is unknown"):
+        train(bad, tmp_path / "bad")
+
+
 def test_resume_continues_exactly(shapes: dict[str, Path], tmp_path: Path) -> None:
     """Stopped after 2 steps and resumed from the command line to 4: the same weights as a
     straight 4-step run."""

@@ -18,6 +18,8 @@ from ganforge.nn.blocks import make_norm
 
 #: direction -> the network that translates in it (pix2pix learns one direction)
 DIRECTIONS = {"a2b": "generator"}
+#: how the U-Net's decoder doubles the resolution
+UPSAMPLE = ("transpose", "resize")
 
 
 class UNetGenerator(nn.Module):
@@ -25,13 +27,25 @@ class UNetGenerator(nn.Module):
     2^depth.
 
     Encoder: conv4x4/2 - norm - LeakyReLU(0.2) per level (no norm on the first and the
-    innermost); decoder: ReLU - transposed conv4x4/2 - norm (- dropout), each level fed its
-    encoder twin's features concatenated to the layer below's output.
+    innermost); decoder: ReLU - up-sampling x2 - norm (- dropout), each level fed its encoder
+    twin's features concatenated to the layer below's output. The up-sampling is the paper's
+    transposed conv4x4/2 (``upsample="transpose"``) or nearest-neighbour doubling followed by a
+    conv3x3 (``"resize"``), which cannot draw the transposed convolution's checkerboard
+    (Odena et al. 2016, "Deconvolution and checkerboard artifacts").
     """
 
     def __init__(self, channels: int = 64, depth: int = 6, norm: str = "instance",
-                 dropout: float = 0.5, max_channels: int = 512):
+                 dropout: float = 0.5, max_channels: int = 512, upsample: str = "transpose"):
         super().__init__()
+        if upsample not in UPSAMPLE:
+            raise ValueError(f"upsample {upsample!r} is unknown; known: {', '.join(UPSAMPLE)}")
+
+        def up(ch_in: int, ch_out: int) -> list[nn.Module]:
+            if upsample == "resize":
+                return [nn.Upsample(scale_factor=2, mode="nearest"),
+                        nn.Conv2d(ch_in, ch_out, 3, padding=1)]
+            return [nn.ConvTranspose2d(ch_in, ch_out, 4, stride=2, padding=1)]
+
         widths = [min(channels * 2 ** i, max(channels, max_channels)) for i in range(depth)]
         self.down = nn.ModuleList()
         ch = 3
@@ -46,12 +60,9 @@ class UNetGenerator(nn.Module):
         for i in reversed(range(depth)):
             inner = widths[i] if i == depth - 1 else 2 * widths[i]
             if i == 0:
-                self.up.append(nn.Sequential(nn.ReLU(),
-                                             nn.ConvTranspose2d(inner, 3, 4, stride=2, padding=1),
-                                             nn.Tanh()))
+                self.up.append(nn.Sequential(nn.ReLU(), *up(inner, 3), nn.Tanh()))
                 continue
-            layers = [nn.ReLU(), nn.ConvTranspose2d(inner, widths[i - 1], 4, stride=2, padding=1),
-                      make_norm(norm, widths[i - 1])]
+            layers = [nn.ReLU(), *up(inner, widths[i - 1]), make_norm(norm, widths[i - 1])]
             if dropout > 0 and i >= depth - 3:
                 layers.append(nn.Dropout(dropout))
             self.up.append(nn.Sequential(*layers))
@@ -81,12 +92,13 @@ class Pix2PixInferenceConfig:
     generator_depth: int = 6
     norm: str = "instance"
     dropout: float = 0.5
+    upsample: str = "transpose"
 
 
 def build_generator(config: Any) -> UNetGenerator:
     """The U-Net for a config with pix2pix's shape fields (inference or training)."""
     return UNetGenerator(config.generator_channels, config.generator_depth, config.norm,
-                         config.dropout, config.generator_max_channels)
+                         config.dropout, config.generator_max_channels, config.upsample)
 
 
 class Pix2PixModel(ImageToImageModel):

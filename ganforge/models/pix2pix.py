@@ -22,7 +22,12 @@ from ganforge.config import option
 from ganforge.data.images import check_size, parse_color
 from ganforge.data.paired import PairedImages, load_pairs, pair_by_name
 from ganforge.errors import ConfigError
-from ganforge.inference.pix2pix import Pix2PixInferenceConfig, Pix2PixModel, build_generator
+from ganforge.inference.pix2pix import (
+    UPSAMPLE,
+    Pix2PixInferenceConfig,
+    Pix2PixModel,
+    build_generator,
+)
 from ganforge.models.base import Family, Optimization
 from ganforge.nn.blocks import NORMS, PatchDiscriminator, init_normal
 from ganforge.nn.losses import lsgan
@@ -42,12 +47,19 @@ class Pix2PixConfig:
                                       "2^depth (6: 64 px reach 1x1)")
     dropout: float = option(0.5, "dropout in the U-Net's three innermost decoder layers "
                                  "(training only)")
+    upsample: str = option("transpose", "how the U-Net's decoder doubles the resolution: "
+                                        "transpose (the paper's transposed conv) or resize "
+                                        "(nearest x2 + conv3x3: no checkerboard)")
     discriminator_channels: int = option(64, "channels of the critic's first layer")
     discriminator_layers: int = option(3, "strided layers of the PatchGAN (3 = 70x70 patches, "
                                           "2 = 34x34)")
     norm: str = option("instance", "normalisation: instance, batch or none")
     gan_loss: str = option("lsgan", "adversarial loss: lsgan or hinge")
     l1_weight: float = option(100.0, "weight of the L1 loss to the true target")
+    feature_matching_weight: float = option(0.0, "weight of the critic-feature-matching loss "
+                                                 "(pix2pixHD: L1 between the critic's hidden "
+                                                 "activations on the output and on the true "
+                                                 "target; 0 = off)")
     lr: float = option(2e-4, "Adam learning rate of generator and critic")
     beta1: float = option(0.5, "Adam beta1")
     beta2: float = option(0.999, "Adam beta2")
@@ -70,8 +82,13 @@ class Pix2PixConfig:
         if self.gan_loss not in GAN_LOSSES:
             raise ConfigError(f"--gan-loss {self.gan_loss!r} is unknown; "
                               f"known: {', '.join(GAN_LOSSES)}")
-        if self.l1_weight < 0:
-            raise ConfigError(f"--l1-weight must be >= 0, got {self.l1_weight}")
+        if self.upsample not in UPSAMPLE:
+            raise ConfigError(f"--upsample {self.upsample!r} is unknown; "
+                              f"known: {', '.join(UPSAMPLE)}")
+        for name in ("l1_weight", "feature_matching_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, "
+                                  f"got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         return self
@@ -152,7 +169,7 @@ class Pix2Pix(Family):
             size=data_config.size, background=data_config.background,
             generator_channels=c.generator_channels,
             generator_max_channels=c.generator_max_channels, generator_depth=c.generator_depth,
-            norm=c.norm, dropout=c.dropout)
+            norm=c.norm, dropout=c.dropout, upsample=c.upsample)
 
     def load_data(self, data_config: PairedDataConfig, seed: int) -> PairedImages:
         levels = 2 ** self.config.generator_depth
@@ -178,17 +195,29 @@ class Pix2Pix(Family):
 
         with opt.autocast():
             fake_b = nets["generator"](real_a)
-            g_adv = generator_adversarial(c.gan_loss,
-                                          nets["critic"](torch.cat([real_a, fake_b], 1)))
+            scores, fake_features = nets["critic"](torch.cat([real_a, fake_b], 1),
+                                                   features=True)
+            g_adv = generator_adversarial(c.gan_loss, scores)
             l1 = F.l1_loss(fake_b.float(), real_b)
-        opt.minimize("generator", g_adv + c.l1_weight * l1)
+            loss = g_adv + c.l1_weight * l1
+            logs = {}
+            if c.feature_matching_weight > 0:
+                with torch.no_grad():
+                    _, real_features = nets["critic"](torch.cat([real_a, real_b], 1),
+                                                      features=True)
+                fm = sum(F.l1_loss(f.float(), r.float())
+                         for f, r in zip(fake_features, real_features, strict=True))
+                fm = fm / len(fake_features)
+                loss = loss + c.feature_matching_weight * fm
+                logs["fm"] = fm.detach()
+        opt.minimize("generator", loss)
 
         with opt.autocast():
             d = critic_adversarial(c.gan_loss,
                                    nets["critic"](torch.cat([real_a, real_b], 1)),
                                    nets["critic"](torch.cat([real_a, fake_b.detach()], 1)))
         opt.minimize("critic", d)
-        return {"g_adv": g_adv.detach(), "l1": l1.detach(), "d": d.detach()}
+        return {"g_adv": g_adv.detach(), "l1": l1.detach(), "d": d.detach(), **logs}
 
     @torch.no_grad()
     def quality(self, nets: Mapping[str, nn.Module],

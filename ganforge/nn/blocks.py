@@ -95,5 +95,16 @@ class PatchDiscriminator(nn.Module):
         seq.append(nn.Conv2d(ch, 1, 4, stride=1, padding=1))
         self.net = nn.Sequential(*seq)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+    def forward(self, images: torch.Tensor, features: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The scores; with ``features=True`` also each hidden layer's activations (after
+        its LeakyReLU), for a feature-matching loss (pix2pixHD)."""
+        if not features:
+            return self.net(images)
+        hidden = []
+        x = images
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                hidden.append(x)
+        return x, hidden
