@@ -239,6 +239,8 @@ def test_served_pngs_are_signed_and_verify_reports_it(signing_client: Any) -> No
     assert c2pa["state"] == "untrusted signer"
     assert c2pa["signer"] == "ganforge local test signer"
     assert c2pa["parameters"]["ganforge.prompt"] == "red heart"
+    # the manifest names the model by the id its invisible watermark carries
+    assert c2pa["parameters"]["ganforge.model_id"] == verified.json()["watermark"]["model_id"]
     edited = signing_client.post("/api/verify", files={
         "image": ("edited.png", _flip_pixel_byte(pngs[0]), "image/png")})
     assert edited.json()["c2pa"]["state"] == "invalid"
@@ -254,6 +256,7 @@ def test_served_translations_and_upscales_name_no_upload(signing_client: Any) ->
     assert manifest["state"] == "untrusted signer"
     assert manifest["ingredients"] == ["input image"]  # the upload, never its file name
     assert b"private-name" not in translated.content
+    assert len(manifest["parameters"]["ganforge.model_id"]) == 4
     if not signing_client.get("/api/health").json()["upscale"]:
         return
     upscaled = signing_client.post("/api/upscale", files={

@@ -674,8 +674,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         model.pipeline.noise(1, seed, request.truncation)  # settings the model refuses: 422
         images = await server.batchers[model.name].submit(
             GenerateJob(prompt, request.n, seed, request.truncation))
-        fields = {"model": model.label, "prompt": prompt, "seed": seed,
-                  "truncation": request.truncation}
+        fields = {"model": model.label, "model_id": f"{model.pipeline.watermark_id:04x}",
+                  "prompt": prompt, "seed": seed, "truncation": request.truncation}
         pngs = [await encode(image, {**fields, "index": j}) for j, image in enumerate(images)]
         if request.format == "zip":
             buffer = io.BytesIO()
@@ -721,8 +721,10 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         square = centre_square(to_rgb_keeping_alpha(picture))  # the pipeline composites it
         out = (await server.worker.call(lambda: pipe([square], direction=direction,
                                                      **options)))[0]
-        data = await encode(out, {"model": served.label, "direction": direction,
-                                  "style": style, "source": "upload"}, upload)
+        data = await encode(out, {"model": served.label,
+                                  "model_id": f"{pipe.watermark_id:04x}",
+                                  "direction": direction, "style": style, "source": "upload"},
+                            upload)
         return _image_answer(data, format, ImageResponse(
             model=served.name, width=out.width, height=out.height, direction=direction,
             style=style, png_base64=base64.b64encode(data).decode()))
