@@ -2,25 +2,30 @@
 
 Why not a library: ``invisible-watermark`` (the DWT-DCT mark of SDXL) refuses images smaller
 than 256x256 and pulls opencv-python and onnxruntime; our images are 64 px emoji. This is a
-spread-transform dither-modulation mark (STDM, Chen & Wornell 2001) in the low/mid-frequency
-DCT band of the luminance, on a fixed 64x64 working grid:
+spread-transform dither-modulation mark (STDM, Chen & Wornell 2001), ``ganforge-stdm-v2``:
 
-- the luminance is resized to 64x64 and transformed with an orthonormal 2-D DCT;
-- ``NUM_BITS`` keyed orthonormal directions over a band of ``len(BAND)`` coefficients each carry
-  one bit: the projection, divided by the band's RMS (so a brightness gain cancels out), is
-  moved to the nearest point of the lattice that codes the bit (``STEP`` apart, keyed dither);
-- the change is turned back into pixels (the same offset on R, G and B: colours keep their hue),
-  upsampled to the image's size, and the embedding is repeated a few times on the rounded
-  8-bit image so clipping and rounding do not eat the mark.
+- the image is resized to a 32x32 working grid per channel, each channel is **capped** at a
+  level ``cap`` (205, or 250 for pale images with too little below 205), and the capped
+  channels give a luma. A pointwise level change (brightness, contrast, gamma) maps the cap to
+  another level and clipping at white only touches what lay above the cap, so the decoder
+  undoes such edits by trying caps (``CAP_HYPOTHESES``) instead of guessing lost pixels;
+- ``NUM_BITS`` keyed orthonormal directions over a windowed low/mid DCT band (orthogonal to a
+  constant over the window's support: an offset never moves them) each carry one bit: the
+  projection, divided by the band's RMS (floored at ``MIN_RMS``; a gain cancels out), is moved
+  to the nearest point of the lattice that codes the bit (``STEP`` apart, keyed dither);
+- the change is the same offset on R, G and B (achromatic, so JPEG's chroma subsampling does
+  not touch it), only where a channel lies below the cap (nothing on white backgrounds and
+  saturated colours), at most ``MAX_CHANGE`` levels, solved in the bits' space for the
+  smallest change and refined a few times on the rounded 8-bit image.
 
-Projections onto the host are quantized, not added to it, so the image's own content does not
-interfere with the bits (the weakness of additive spread spectrum on small images). Low
-frequencies survive JPEG and halving the size; a crop is undone by searching the crop's scale
-and position.
+Working on a 32x32 grid makes halving a 64 px image (almost) lossless for the mark; a crop is
+undone by searching the crop's scale and position (the mark keeps away from the border).
 
 Payload (48 bits): 16-bit ganforge tag, 16-bit model id (from a hash of the weights), 16 check
 bits (a keyed function of the id). Decoding picks the codeword with the highest soft score; an
-image counts as marked when that score exceeds ``THRESHOLD`` (see ``false_positive_bound``).
+image counts as marked when that score reaches ``THRESHOLD`` (see ``false_positive_bound``).
+Images marked by the first scheme (``ganforge-stdm-v1``: one 64x64 grid, no cap) are still
+read: :func:`detect` tries v2 first, then v1.
 """
 
 from __future__ import annotations
@@ -38,78 +43,43 @@ import numpy as np
 from PIL import Image
 from scipy.fft import idctn
 
-SCHEME = "ganforge-stdm-v1"
-KEY = b"ganforge-watermark-v1"
-GRID = 64
+SCHEME = "ganforge-stdm-v2"
+SCHEME_V1 = "ganforge-stdm-v1"
+KEY = b"ganforge-watermark-v2"
+KEY_V1 = b"ganforge-watermark-v1"  # also keys the check bits of the payload (both schemes)
 NUM_BITS = 48
 TAG = 0x6A7F  # the 16 bits that say "ganforge"
-#: quantization step of the normalized projections (larger: more robust, more visible)
-STEP = 0.18
-#: mean soft agreement (in [-1, 1]) of the best codeword above which an image counts as marked
-THRESHOLD = 0.7
-EMBED_ITERATIONS = 6
-MIN_RMS = 2.0  # a (nearly) flat image: the band's RMS is floored so that nothing divides by 0
-#: crop hypotheses tried when the full image does not decode: kept fraction of each side
-CROP_FRACTIONS = (0.95, 0.9)
-#: brightness gains undone when an image has saturated (white) pixels
-GAINS = (1.1, 1.2, 1.3)
-MARGIN, RAMP = 7, 4  # the mark stays MARGIN px (of 64) away from the border
-TOP_HYPOTHESES = 4
 INFO_KEY = "ganforge:watermark"
 
-
-def _band() -> np.ndarray:
-    """DCT coefficients (row, col) that span the mark: 3 <= u + v <= 22, both < 20."""
-    coords = [(u, v) for u in range(20) for v in range(20) if 3 <= u + v <= 22]
-    return np.array(coords, dtype=np.int64)
-
-
-BAND = _band()
-
-
-def _rng(label: str) -> np.random.Generator:
-    digest = hashlib.sha256(KEY + label.encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
-
-def _window() -> np.ndarray:
-    """[GRID, GRID] weights: 0 within ``MARGIN`` px of the border, a cosine ramp to 1 over
-    ``RAMP`` px (a crop that keeps the centre keeps the whole mark)."""
-    distance = np.minimum(np.arange(GRID), np.arange(GRID)[::-1]).astype(np.float64)
-    ramp = np.clip((distance - MARGIN + 0.5) / RAMP, 0, 1)
-    ramp = 0.5 - 0.5 * np.cos(np.pi * ramp)
-    return np.outer(ramp, ramp)
-
-
-@cache
-def _basis() -> np.ndarray:
-    """[len(BAND), GRID * GRID] orthonormal pixel patterns: the band's DCT basis images times
-    the window, orthonormalized."""
-    images = np.zeros((len(BAND), GRID, GRID))
-    for row, (u, v) in enumerate(BAND):
-        spectrum = np.zeros((GRID, GRID))
-        spectrum[u, v] = 1.0
-        images[row] = idctn(spectrum, norm="ortho") * _window()
-    q, _ = np.linalg.qr(images.reshape(len(BAND), -1).T)
-    return np.ascontiguousarray(q.T)
+GRID = 32  # the working grid of v2
+#: quantization step of the normalized projections (larger: more robust, more visible)
+STEP = 0.4
+#: mean soft agreement (in [-1, 1]) of the best codeword at which an image counts as marked
+THRESHOLD = 0.72
+EMBED_ITERATIONS = 8
+#: floor of the band RMS that normalizes the projections: the weakest mark a flat or pale
+#: image gets (below it a gain no longer cancels: the decoder tries ``GAIN_HYPOTHESES``)
+MIN_RMS = 55.0
+#: channel caps the embedder chooses from: the first that leaves ``MIN_MARKABLE`` of the
+#: image's luma below it (205 x 1.2 < 255: a 20% brightening does not clip what the mark uses)
+ENCODE_CAPS = (205.0, 250.0)
+MIN_MARKABLE = 0.1
+WEIGHT_RAMP = 12.0  # the mark fades out over this many levels below the cap
+MAX_CHANGE = 14.0  # largest offset (levels) the mark adds to a pixel
+#: caps the decoder tries: the encoder's, mapped by brightness, contrast and gamma edits
+CAP_HYPOTHESES = tuple(sorted({*np.arange(150.0, 253.0, 3.0).tolist(), *ENCODE_CAPS}))
+GAIN_HYPOTHESES = (0.8, 0.87, 0.93, 1.0, 1.07, 1.15, 1.25)
+#: crop hypotheses: kept fraction of each side, on a CANVAS x CANVAS reconstruction
+CROP_FRACTIONS = (0.95, 0.9)
+CANVAS = 64
+MARGIN, RAMP = 3.5, 2.0  # the mark stays MARGIN cells (of 32) away from the border
+TOP_HYPOTHESES = 4
+LUMA = np.array([0.299, 0.587, 0.114])  # BT.601
 
 
-@cache
-def _directions() -> np.ndarray:
-    """[NUM_BITS, len(BAND)] orthonormal keyed directions inside the basis, one per bit."""
-    gauss = _rng("directions").standard_normal((len(BAND), NUM_BITS))
-    q, _ = np.linalg.qr(gauss)
-    return np.ascontiguousarray(q.T)
-
-
-@cache
-def _dither() -> np.ndarray:
-    """[NUM_BITS] keyed lattice offsets in units of STEP."""
-    return _rng("dither").random(NUM_BITS)
-
-
+# ---------------------------------------------------------------------------- payload
 def _check_bits(model_id: int) -> int:
-    digest = hashlib.sha256(KEY + b"check" + model_id.to_bytes(2, "big")).digest()
+    digest = hashlib.sha256(KEY_V1 + b"check" + model_id.to_bytes(2, "big")).digest()
     return int.from_bytes(digest[:2], "big")
 
 
@@ -148,10 +118,30 @@ def model_id_of(state: dict[str, Any]) -> int:
     return int.from_bytes(digest.digest()[:2], "big")
 
 
-# ---------------------------------------------------------------------------- pixels
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    """[H, W, 3] float -> [H, W] BT.601 luma."""
-    return rgb @ np.array([0.299, 0.587, 0.114])
+# -------------------------------------------------------------------- shared helpers
+def _rng(key: bytes, label: str) -> np.random.Generator:
+    digest = hashlib.sha256(key + label.encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def _window(size: int, margin: float, ramp: float) -> np.ndarray:
+    """[size, size] weights: 0 within ``margin`` cells of the border, a cosine ramp to 1 over
+    ``ramp`` cells (a crop that keeps the centre keeps the whole mark)."""
+    distance = np.minimum(np.arange(size), np.arange(size)[::-1]).astype(np.float64)
+    weight = np.clip((distance - margin + 0.5) / ramp, 0, 1)
+    weight = 0.5 - 0.5 * np.cos(np.pi * weight)
+    return np.outer(weight, weight)
+
+
+def _band_images(size: int, max_index: int, max_sum: int, window: np.ndarray) -> np.ndarray:
+    """[N, size * size] windowed DCT basis images with 3 <= u + v <= max_sum, u, v < max_index."""
+    coords = [(u, v) for u in range(max_index) for v in range(max_index) if 3 <= u + v <= max_sum]
+    images = np.zeros((len(coords), size, size))
+    for row, (u, v) in enumerate(coords):
+        spectrum = np.zeros((size, size))
+        spectrum[u, v] = 1.0
+        images[row] = idctn(spectrum, norm="ortho") * window
+    return images.reshape(len(coords), -1)
 
 
 def _resize(plane: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -162,21 +152,8 @@ def _resize(plane: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(im.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float64)
 
 
-def _coefficients(luma_grid: np.ndarray) -> np.ndarray:
-    """[GRID, GRID] luma -> its coordinates [len(BAND)] in the windowed band basis."""
-    return _basis() @ luma_grid.reshape(-1)
-
-
-def _projections(coeffs: np.ndarray) -> tuple[np.ndarray, float]:
-    """Normalized projections [NUM_BITS] and the band RMS used to normalize them."""
-    rms = max(float(np.sqrt(np.mean(coeffs**2))), MIN_RMS)
-    return _directions() @ coeffs / rms, rms
-
-
-def _soft_bits(projections: np.ndarray) -> np.ndarray:
-    """Soft bits in [-1, 1]: +1 on the lattice of bit 0, -1 on that of bit 1."""
-    phase = projections / STEP - _dither()
-    return np.cos(2 * np.pi * phase)
+def _resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    return np.stack([_resize(rgb[..., k], width, height) for k in range(3)], axis=-1)
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
@@ -189,27 +166,121 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float64)
 
 
-def embed(image: Image.Image, model_id: int) -> Image.Image:
-    """``image`` with the ganforge mark for ``model_id`` (an RGB image of the same size)."""
-    rgb = _to_rgb_array(image)
+def _soft(projections: np.ndarray, step: float, dither: np.ndarray) -> np.ndarray:
+    """Soft bits in [-1, 1]: +1 on the lattice of bit 0, -1 on that of bit 1."""
+    return np.cos(2 * np.pi * (projections / step - dither))
+
+
+def _best_codewords(soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores [K] and ids [K] of the codewords whose signs agree most with each row of
+    ``soft`` [K, NUM_BITS]."""
+    rest = _codebook() @ soft[:, 16:].T.astype(np.float32)  # [65536, K]
+    ids = np.argmax(rest, axis=0)
+    scores = (soft[:, :16] @ _tag_signs() + rest[ids, np.arange(len(ids))]) / NUM_BITS
+    return scores, ids
+
+
+# ------------------------------------------------------------------------ v2: layout
+@cache
+def _basis() -> np.ndarray:
+    """[N, GRID * GRID] orthonormal patterns spanning the windowed band, orthogonal to a
+    constant over the window's support (so an offset of the levels never moves them)."""
+    window = _window(GRID, MARGIN, RAMP)
+    support = (window > 0).reshape(-1, 1).astype(np.float64)
+    columns = np.concatenate([support / np.linalg.norm(support),
+                              _band_images(GRID, 20, 22, window).T], axis=1)
+    q, _ = np.linalg.qr(columns)
+    return np.ascontiguousarray(q[:, 1:].T)
+
+
+@cache
+def _directions() -> np.ndarray:
+    """[NUM_BITS, N] orthonormal keyed directions inside the basis, one per bit."""
+    q, _ = np.linalg.qr(_rng(KEY, "directions").standard_normal((len(_basis()), NUM_BITS)))
+    return np.ascontiguousarray(q.T)
+
+
+@cache
+def _patterns() -> np.ndarray:
+    """[NUM_BITS, GRID * GRID] each bit's direction as a pattern on the grid."""
+    return _directions() @ _basis()
+
+
+@cache
+def _dither() -> np.ndarray:
+    """[NUM_BITS] keyed lattice offsets in units of STEP."""
+    return _rng(KEY, "dither").random(NUM_BITS)
+
+
+def _signal(grid_rgb: np.ndarray, cap: float) -> np.ndarray:
+    """[GRID, GRID, 3] -> [GRID, GRID] luma of the channels capped at ``cap``."""
+    return np.minimum(grid_rgb, cap) @ LUMA
+
+
+def _weights(rgb: np.ndarray, cap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where the mark goes: [H, W] the share of the offset each pixel takes (0 where every
+    channel is at or near the cap) and [H, W] how much of it reaches the capped luma."""
+    share = np.clip((cap - 1 - rgb.min(axis=-1)) / WEIGHT_RAMP, 0, 1)
+    return share, share * ((rgb < cap - 1) @ LUMA)
+
+
+def _projections(signal: np.ndarray) -> tuple[np.ndarray, float]:
+    """Projections [NUM_BITS] of a [GRID, GRID] signal, and the band RMS (floored) that
+    normalizes them."""
+    coeffs = _basis() @ signal.reshape(-1)
+    rms = max(float(np.sqrt(np.mean(coeffs**2))), MIN_RMS)
+    return _directions() @ coeffs / rms, rms
+
+
+def _embed_under_cap(rgb: np.ndarray, bits: np.ndarray, cap: float) -> tuple[np.ndarray, float]:
+    """[H, W, 3] rgb marked with ``bits`` under ``cap``, and the largest distance (in steps)
+    of a projection from its target that is left."""
     height, width = rgb.shape[:2]
-    bits = payload_bits(model_id)
-    directions = _directions()
-    target = None
+    share, reach = _weights(rgb, cap)
+    reach_grid = _resize(reach, GRID, GRID).reshape(-1)
+    if reach_grid.max() <= 0:  # nothing below the cap (a white image): nowhere to mark
+        return np.clip(np.round(rgb), 0, 255), math.inf
+    patterns = _patterns()
+    # the bits' response to a change of the pixels' offsets, weighted by where it may go
+    response = (patterns * reach_grid**2) @ patterns.T
+    response += 1e-3 * np.trace(response) / NUM_BITS * np.eye(NUM_BITS)
     marked = np.clip(np.round(rgb), 0, 255)
-    for _ in range(EMBED_ITERATIONS):
-        coeffs = _coefficients(_resize(_luma(marked), GRID, GRID))
-        projections, rms = _projections(coeffs)
+    offset = np.zeros((height, width))
+    target = None
+    for iteration in range(EMBED_ITERATIONS + 1):  # the last one only measures
+        projections, rms = _projections(_signal(_resize_rgb(marked, GRID, GRID), cap))
         if target is None:  # nearest lattice point coding each bit
-            offset = (_dither() + bits / 2.0) * STEP
-            target = np.round((projections - offset) / STEP) * STEP + offset
+            lattice = (_dither() + bits / 2.0) * STEP
+            target = np.round((projections - lattice) / STEP) * STEP + lattice
         error = target - projections
-        if np.abs(error).max() < 0.02 * STEP:
+        if np.abs(error).max() < 0.02 * STEP or iteration == EMBED_ITERATIONS:
             break
-        change = (_basis().T @ (directions.T @ (error * rms))).reshape(GRID, GRID)
-        delta = _resize(change, width, height)
-        marked = np.clip(np.round(marked + delta[..., None]), 0, 255)
-    out = Image.fromarray(marked.astype(np.uint8), mode="RGB")
+        solution = np.linalg.solve(response, error * rms)
+        change = ((patterns.T @ solution) * reach_grid).reshape(GRID, GRID)
+        offset = np.clip(offset + _resize(change, width, height), -MAX_CHANGE, MAX_CHANGE)
+        marked = np.clip(np.round(rgb + (offset * share)[..., None]), 0, 255)
+    return marked, float(np.abs(error).max() / STEP)
+
+
+def embed(image: Image.Image, model_id: int) -> Image.Image:
+    """``image`` with the ganforge mark for ``model_id`` (an RGB image of the same size).
+
+    The mark goes under the lowest of ``ENCODE_CAPS`` that leaves ``MIN_MARKABLE`` of the
+    luma below it and takes the whole mark within ``MAX_CHANGE``; else under the one that
+    takes it best."""
+    rgb = _to_rgb_array(image)
+    bits = payload_bits(model_id)
+    best: tuple[float, np.ndarray] | None = None
+    for cap in ENCODE_CAPS:
+        if cap != ENCODE_CAPS[-1] and _weights(rgb, cap)[1].mean() < MIN_MARKABLE:
+            continue
+        marked, residual = _embed_under_cap(rgb, bits, cap)
+        if best is None or residual < best[0]:
+            best = (residual, marked)
+        if residual < 0.1:
+            break
+    assert best is not None
+    out = Image.fromarray(best[1].astype(np.uint8), mode="RGB")
     out.info.update(image.info)
     return out
 
@@ -223,72 +294,102 @@ class WatermarkResult:
     score: float  # mean agreement of the best codeword's soft bits, in [-1, 1]
     model_id: int | None  # the decoded id (also when not found: then it means nothing)
     bit_accuracy: float | None  # only when the expected id was given
-    undone: str | None  # the edit undone to read the mark (a crop, a brightness gain)
+    undone: str | None  # the edit undone to read the mark (a crop, a level change)
     scheme: str = SCHEME
 
     def as_dict(self) -> dict[str, Any]:
         return {"found": self.found, "scheme": self.scheme, "score": round(self.score, 4),
-                "threshold": THRESHOLD,
+                "threshold": V1_THRESHOLD if self.scheme == SCHEME_V1 else THRESHOLD,
                 "model_id": f"{self.model_id:04x}" if self.found and self.model_id is not None
                 else None,
                 "undone": self.undone}
 
 
-def _hypotheses(rgb: np.ndarray) -> list[tuple[str | None, np.ndarray]]:
-    """Candidate 64x64 grids, each with the edit it undoes: the image as it is; a brightness
-    gain undone (saturated channels taken as 255 scaled by the gain); the image as a crop of
-    the marked one at several sizes and positions (the lost border filled with the median
-    border value: the mark keeps away from the border)."""
-    luma = _luma(rgb)
-    out: list[tuple[str | None, np.ndarray]] = [(None, _resize(luma, GRID, GRID))]
-    saturated = rgb >= 254.5
-    if saturated.any():
-        for gain in GAINS:
-            undone = _luma(np.where(saturated, 255.0 * gain, rgb))
-            out.append((f"brightness x{gain:g}", _resize(undone, GRID, GRID)))
-    border = np.concatenate([luma[0], luma[-1], luma[:, 0], luma[:, -1]])
-    fill = float(np.median(border))
+def _hypotheses(rgb: np.ndarray, search_crops: bool) -> list[tuple[str | None, np.ndarray]]:
+    """Candidate [GRID, GRID] signals, each with the edit it undoes: the image under every
+    cap a level change can have moved the encoder's to; the image as a crop of the marked one
+    at several sizes and positions (the lost border filled with the median border colour:
+    the mark keeps away from the border), under the encoder's caps."""
+    grid = _resize_rgb(rgb, GRID, GRID)
+    out: list[tuple[str | None, np.ndarray]] = [(None, _signal(grid, cap))
+                                                for cap in ENCODE_CAPS]
+    if grid.max() > CAP_HYPOTHESES[0]:
+        out += [(f"levels (cap {cap:g})", _signal(grid, cap)) for cap in CAP_HYPOTHESES
+                if cap not in ENCODE_CAPS]
+    if not search_crops:
+        return out
+    canvas_rgb = _resize_rgb(rgb, CANVAS, CANVAS)
+    border = np.concatenate([canvas_rgb[0], canvas_rgb[-1], canvas_rgb[:, 0], canvas_rgb[:, -1]])
+    fill = np.median(border, axis=0)
     for fraction in CROP_FRACTIONS:
-        side = round(GRID * fraction)
-        inner = _resize(luma, side, side)
-        for top in range(GRID - side + 1):
-            for left in range(GRID - side + 1):
-                canvas = np.full((GRID, GRID), fill)
+        side = round(CANVAS * fraction)
+        inner = _resize_rgb(canvas_rgb, side, side)
+        for top in range(CANVAS - side + 1):
+            for left in range(CANVAS - side + 1):
+                canvas = np.empty((CANVAS, CANVAS, 3))
+                canvas[:] = fill
                 canvas[top:top + side, left:left + side] = inner
-                out.append((f"crop {fraction:g} at ({top / GRID:.2f}, {left / GRID:.2f})",
-                            canvas))
+                cropped = _resize_rgb(canvas, GRID, GRID)
+                name = f"crop {fraction:g} at ({top / CANVAS:.2f}, {left / CANVAS:.2f})"
+                out += [(name, _signal(cropped, cap)) for cap in ENCODE_CAPS]
     return out
 
 
-def _best_codewords(soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scores [K] and ids [K] of the codewords whose signs agree most with each row of
-    ``soft`` [K, NUM_BITS]."""
-    rest = _codebook() @ soft[:, 16:].T.astype(np.float32)  # [65536, K]
-    ids = np.argmax(rest, axis=0)
-    scores = (soft[:, :16] @ _tag_signs() + rest[ids, np.arange(len(ids))]) / NUM_BITS
-    return scores, ids
+def _normalized(coeffs: np.ndarray, names: list[str | None]
+                ) -> tuple[np.ndarray, list[str | None]]:
+    """Projections [K, NUM_BITS] of band coefficients [H, N] divided by the band RMS; where
+    the floor ``MIN_RMS`` applied, a gain no longer cancels, so the floor is also tried
+    scaled by each of ``GAIN_HYPOTHESES``."""
+    rms = np.sqrt(np.mean(coeffs**2, axis=1))
+    projections = coeffs @ _directions().T
+    rows, labels = [], []
+    for row, (value, name) in enumerate(zip(rms, names, strict=True)):
+        norms = sorted({max(float(value), MIN_RMS * gain) for gain in GAIN_HYPOTHESES})
+        for norm in norms:
+            rows.append(projections[row] / norm)
+            gain = norm / MIN_RMS
+            labels.append(name if norm == max(float(value), MIN_RMS) else
+                          f"{name or 'as is'}, floor x{gain:.2f}")
+    return np.array(rows), labels
 
 
-def detect(image: Image.Image, expected_id: int | None = None,
-           search_crops: bool = True) -> WatermarkResult:
-    """Look for the ganforge mark in ``image`` (any size, any mode)."""
-    rgb = _to_rgb_array(image)
-    hypotheses = (_hypotheses(rgb) if search_crops
-                  else [(None, _resize(_luma(rgb), GRID, GRID))])
-    grids = np.stack([grid.reshape(-1) for _, grid in hypotheses])
-    coeffs = grids @ _basis().T  # [H, len(BAND)]
-    rms = np.maximum(np.sqrt(np.mean(coeffs**2, axis=1, keepdims=True)), MIN_RMS)
-    soft = _soft_bits(coeffs @ _directions().T / rms)
+def _detect_v2(rgb: np.ndarray, expected_id: int | None, search_crops: bool) -> WatermarkResult:
+    hypotheses = _hypotheses(rgb, search_crops)
+    signals = np.stack([signal.reshape(-1) for _, signal in hypotheses])
+    projections, names = _normalized(signals @ _basis().T, [name for name, _ in hypotheses])
+    soft = _soft(projections, STEP, _dither())
+    return _decode(soft, names, THRESHOLD, expected_id, SCHEME)
+
+
+def _decode(soft: np.ndarray, names: list[str | None], threshold: float,
+            expected_id: int | None, scheme: str) -> WatermarkResult:
+    """The best codeword over the image as it is (the hypotheses named None, first) and the
+    few other hypotheses with the best tag scores; as it is wins whenever it is found."""
+    plain = [i for i, name in enumerate(names) if name is None]
     tag_scores = soft[:, :16] @ _tag_signs()
-    order = [0, *[int(i) for i in np.argsort(-tag_scores) if i != 0][:TOP_HYPOTHESES - 1]]
+    order = plain + [int(i) for i in np.argsort(-tag_scores) if names[i] is not None][
+        :TOP_HYPOTHESES - 1]
     scores, ids = _best_codewords(soft[order])
-    best = int(np.argmax(scores))
+    found_plain = [i for i in range(len(plain)) if scores[i] >= threshold]
+    best = found_plain[0] if found_plain else int(np.argmax(scores))
     score, model_id, index = float(scores[best]), int(ids[best]), order[best]
     accuracy = None
     if expected_id is not None:
         accuracy = float(np.mean((soft[index] < 0) == payload_bits(expected_id).astype(bool)))
-    return WatermarkResult(found=score >= THRESHOLD, score=score, model_id=model_id,
-                           bit_accuracy=accuracy, undone=hypotheses[index][0])
+    return WatermarkResult(found=score >= threshold, score=score, model_id=model_id,
+                           bit_accuracy=accuracy, undone=names[index], scheme=scheme)
+
+
+def detect(image: Image.Image, expected_id: int | None = None,
+           search_crops: bool = True) -> WatermarkResult:
+    """Look for the ganforge mark in ``image`` (any size, any mode): the current scheme
+    first, then the first one (images marked before v2)."""
+    rgb = _to_rgb_array(image)
+    result = _detect_v2(rgb, expected_id, search_crops)
+    if result.found:
+        return result
+    old = _detect_v1(rgb, expected_id, search_crops)
+    return old if old.found else result
 
 
 def bit_accuracy(image: Image.Image, model_id: int, search_crops: bool = True) -> float:
@@ -298,17 +399,42 @@ def bit_accuracy(image: Image.Image, model_id: int, search_crops: bool = True) -
     return result.bit_accuracy
 
 
-def false_positive_bound(threshold: float = THRESHOLD) -> float:
-    """Gaussian estimate of the chance that an unmarked image scores above ``threshold``.
+@cache
+def _score_tail(threshold: float, num_bits: int) -> float:
+    """P(mean of ``num_bits`` independent cos(2 pi U), U uniform, >= threshold): the chance
+    that one codeword scores ``threshold`` on an unmarked image, by exact convolution of the
+    arcsine law on 0.005-wide bins, each value rounded up (so an upper bound)."""
+    width = 0.005
+    edges = np.arange(-1.0, 1.0 + width / 2, width)
+    cdf = 1 - np.arccos(np.clip(edges, -1, 1)) / np.pi
+    single = np.diff(cdf)  # bin i holds values up to edges[i + 1] = -1 + (i + 1) * width
+    size = num_bits * (len(single) - 1) + 1
+    spectrum = np.fft.rfft(single, 2 ** math.ceil(math.log2(size)))
+    total = np.clip(np.fft.irfft(spectrum**num_bits)[:size], 0, None)
+    sums = num_bits * (-1 + width) + np.arange(size) * width  # each bin at its upper edge
+    return float(total[sums >= threshold * num_bits - 1e-9].sum())
 
-    Under no mark each soft bit is cos of a uniform phase (mean 0, variance 1/2), so one
-    codeword's score has standard deviation sqrt(1 / (2 * NUM_BITS)); decoding tries 65536
-    codewords on every candidate grid (the image, brightness and crop hypotheses; a union
-    bound, so pessimistic where the grids are correlated)."""
-    sigma = math.sqrt(1 / (2 * NUM_BITS))
-    tail = 0.5 * math.erfc(threshold / sigma / math.sqrt(2))
-    grids = 1 + len(GAINS) + sum((GRID - round(GRID * f) + 1) ** 2 for f in CROP_FRACTIONS)
-    return min(1.0, tail * (1 << 16) * grids)
+
+def decoding_grids(search_crops: bool = True) -> int:
+    """How many normalized projections the v2 decoder scores at most (caps, crops, floors)."""
+    grids = len(CAP_HYPOTHESES)
+    if search_crops:
+        grids += len(ENCODE_CAPS) * sum((CANVAS - round(CANVAS * f) + 1) ** 2
+                                        for f in CROP_FRACTIONS)
+    return grids * len(GAIN_HYPOTHESES)
+
+
+def false_positive_bound(threshold: float = THRESHOLD) -> float:
+    """Upper bound on the chance that an unmarked image is reported as marked.
+
+    Under no mark each soft bit is cos of a uniform phase (the projections of real images
+    spread over many lattice steps; the bits' directions are orthonormal, taken as
+    independent), so one codeword's score follows the mean of ``NUM_BITS`` arcsine variables
+    (:func:`_score_tail`, exact up to binning). Decoding tries 65536 codewords on every
+    candidate projection (:func:`decoding_grids`; a union bound, so pessimistic where they are
+    correlated), and the v1 decoder runs when v2 finds nothing (its own bound is added)."""
+    v2 = _score_tail(round(threshold, 6), NUM_BITS) * (1 << 16) * decoding_grids()
+    return min(1.0, v2 + _false_positive_bound_v1())
 
 
 def describe(model_id: int) -> str:
@@ -322,6 +448,97 @@ def mark_images(images: list[Image.Image], model_id: int | None) -> list[Image.I
     for image in out:
         image.info[INFO_KEY] = describe(model_id) if model_id is not None else "none"
     return out
+
+
+# ------------------------------------------------- v1: still read, no longer embedded
+V1_GRID = 64
+V1_STEP = 0.18
+V1_THRESHOLD = 0.7
+V1_MIN_RMS = 2.0
+V1_GAINS = (1.1, 1.2, 1.3)  # brightness gains undone when an image has saturated pixels
+V1_CROP_FRACTIONS = (0.95, 0.9)
+
+
+@cache
+def _v1_basis() -> np.ndarray:
+    """[N, 64 * 64] v1's orthonormalized windowed band (3 <= u + v <= 22, both < 20)."""
+    q, _ = np.linalg.qr(_band_images(V1_GRID, 20, 22, _window(V1_GRID, 7, 4)).T)
+    return np.ascontiguousarray(q.T)
+
+
+@cache
+def _v1_directions() -> np.ndarray:
+    gauss = _rng(KEY_V1, "directions").standard_normal((len(_v1_basis()), NUM_BITS))
+    q, _ = np.linalg.qr(gauss)
+    return np.ascontiguousarray(q.T)
+
+
+@cache
+def _v1_dither() -> np.ndarray:
+    return _rng(KEY_V1, "dither").random(NUM_BITS)
+
+
+def embed_v1(image: Image.Image, model_id: int) -> Image.Image:
+    """``image`` marked with the first scheme (kept to check that such images still read)."""
+    rgb = _to_rgb_array(image)
+    height, width = rgb.shape[:2]
+    bits = payload_bits(model_id)
+    target = None
+    marked = np.clip(np.round(rgb), 0, 255)
+    for _ in range(6):
+        coeffs = _v1_basis() @ _resize(marked @ LUMA, V1_GRID, V1_GRID).reshape(-1)
+        rms = max(float(np.sqrt(np.mean(coeffs**2))), V1_MIN_RMS)
+        projections = _v1_directions() @ coeffs / rms
+        if target is None:
+            lattice = (_v1_dither() + bits / 2.0) * V1_STEP
+            target = np.round((projections - lattice) / V1_STEP) * V1_STEP + lattice
+        error = target - projections
+        if np.abs(error).max() < 0.02 * V1_STEP:
+            break
+        change = (_v1_basis().T @ (_v1_directions().T @ (error * rms))).reshape(V1_GRID, V1_GRID)
+        marked = np.clip(np.round(marked + _resize(change, width, height)[..., None]), 0, 255)
+    out = Image.fromarray(marked.astype(np.uint8), mode="RGB")
+    out.info.update(image.info)
+    return out
+
+
+def _v1_hypotheses(rgb: np.ndarray, search_crops: bool) -> list[tuple[str | None, np.ndarray]]:
+    """v1's candidate 64x64 luma grids: as is; brightness gains undone on saturated
+    channels; crops at several sizes and positions."""
+    luma = rgb @ LUMA
+    out: list[tuple[str | None, np.ndarray]] = [(None, _resize(luma, V1_GRID, V1_GRID))]
+    if not search_crops:
+        return out
+    saturated = rgb >= 254.5
+    if saturated.any():
+        for gain in V1_GAINS:
+            undone = np.where(saturated, 255.0 * gain, rgb) @ LUMA
+            out.append((f"brightness x{gain:g}", _resize(undone, V1_GRID, V1_GRID)))
+    fill = float(np.median(np.concatenate([luma[0], luma[-1], luma[:, 0], luma[:, -1]])))
+    for fraction in V1_CROP_FRACTIONS:
+        side = round(V1_GRID * fraction)
+        inner = _resize(luma, side, side)
+        for top in range(V1_GRID - side + 1):
+            for left in range(V1_GRID - side + 1):
+                canvas = np.full((V1_GRID, V1_GRID), fill)
+                canvas[top:top + side, left:left + side] = inner
+                out.append((f"crop {fraction:g} at ({top / V1_GRID:.2f}, "
+                            f"{left / V1_GRID:.2f})", canvas))
+    return out
+
+
+def _detect_v1(rgb: np.ndarray, expected_id: int | None, search_crops: bool) -> WatermarkResult:
+    hypotheses = _v1_hypotheses(rgb, search_crops)
+    coeffs = np.stack([grid.reshape(-1) for _, grid in hypotheses]) @ _v1_basis().T
+    rms = np.maximum(np.sqrt(np.mean(coeffs**2, axis=1, keepdims=True)), V1_MIN_RMS)
+    soft = _soft(coeffs @ _v1_directions().T / rms, V1_STEP, _v1_dither())
+    return _decode(soft, [name for name, _ in hypotheses], V1_THRESHOLD, expected_id, SCHEME_V1)
+
+
+def _false_positive_bound_v1() -> float:
+    grids = 1 + len(V1_GAINS) + sum((V1_GRID - round(V1_GRID * f) + 1) ** 2
+                                    for f in V1_CROP_FRACTIONS)
+    return _score_tail(V1_THRESHOLD, NUM_BITS) * (1 << 16) * grids
 
 
 #: saved kinds whose outputs are watermarked (the tools beside them are not generators)

@@ -1,0 +1,167 @@
+"""The v2 watermark: read back after each edit of issue 16's bars, silent on unmarked images,
+v1 marks still read, degenerate images handled. Synthetic images only (no shipped model)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+
+from ganforge.provenance import watermark
+
+MODEL_ID = 0x2F5A
+#: flat emoji colours: yellow face, red, light skin, blue, brown, dark outline
+COLOURS = [(255, 204, 77), (221, 46, 68), (247, 208, 170), (85, 172, 238), (153, 102, 51),
+           (49, 55, 61)]
+
+
+def emoji_like(seed: int, size: int = 64) -> Image.Image:
+    """A big flat disc and a few flat shapes on white, antialiased like a rendered emoji."""
+    rng = np.random.default_rng(seed)
+    scale = 4  # drawn large and reduced: soft edges
+    image = Image.new("RGB", (size * scale, size * scale), "white")
+    draw = ImageDraw.Draw(image)
+    body = COLOURS[1 + int(rng.integers(len(COLOURS) - 1))]  # yellow bodies: see the docs
+    margin = int(rng.integers(4, 10)) * scale
+    draw.ellipse((margin, margin, size * scale - margin, size * scale - margin), fill=body)
+    for _ in range(int(rng.integers(2, 5))):
+        x, y = rng.integers(12, size - 20, 2) * scale
+        w, h = rng.integers(6, 18, 2) * scale
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((int(x), int(y), int(x + w), int(y + h)),
+              fill=COLOURS[int(rng.integers(len(COLOURS)))])
+    return image.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def textured(seed: int, size: int = 64) -> Image.Image:
+    """Smooth colour noise with fine grain: a photo-like texture."""
+    rng = np.random.default_rng(seed)
+    smooth = Image.fromarray(rng.integers(30, 226, (6, 6, 3), dtype=np.uint8)).resize(
+        (size, size), Image.Resampling.BICUBIC)
+    grain = rng.normal(0, 6, (size, size, 3))
+    return Image.fromarray(np.clip(np.asarray(smooth, np.float64) + grain, 0, 255)
+                           .astype(np.uint8))
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def centre_crop(image: Image.Image, keep: float = 0.9) -> Image.Image:
+    width, height = round(image.width * keep), round(image.height * keep)
+    left, top = (image.width - width) // 2, (image.height - height) // 2
+    return image.crop((left, top, left + width, top + height))
+
+
+def gamma(image: Image.Image, value: float) -> Image.Image:
+    return image.point([round(255 * (i / 255) ** value) for i in range(256)] * 3)
+
+
+#: the edits of the issue's bars (each alone)
+BAR_EDITS = {
+    "jpeg-50": lambda im: jpeg(im, 50),
+    "resize-0.5x": lambda im: im.resize((im.width // 2, im.height // 2),
+                                        Image.Resampling.BICUBIC),
+    "resize-2x": lambda im: im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC),
+    "centre-crop-10%": centre_crop,
+    "brightness+20%": lambda im: ImageEnhance.Brightness(im).enhance(1.2),
+    "brightness-20%": lambda im: ImageEnhance.Brightness(im).enhance(0.8),
+    "contrast+20%": lambda im: ImageEnhance.Contrast(im).enhance(1.2),
+    "contrast-20%": lambda im: ImageEnhance.Contrast(im).enhance(0.8),
+    "gamma-0.8": lambda im: gamma(im, 0.8),
+    "gamma-1.25": lambda im: gamma(im, 1.25),
+}
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / mse))
+
+
+@pytest.fixture(scope="module")
+def marked() -> list[tuple[Image.Image, Image.Image]]:
+    images = [emoji_like(seed) for seed in range(3)] + [textured(0)]
+    return [(image, watermark.embed(image, MODEL_ID)) for image in images]
+
+
+def test_mark_reads_back_with_its_model_id(marked) -> None:
+    for clean, image in marked:
+        assert image.size == clean.size and image.mode == "RGB"
+        assert psnr(clean, image) > 32
+        result = watermark.detect(image, expected_id=MODEL_ID)
+        assert result.found and result.model_id == MODEL_ID and result.bit_accuracy == 1.0
+        assert result.scheme == watermark.SCHEME and result.undone is None
+    other = watermark.detect(watermark.embed(marked[0][0], 0x0001))
+    assert other.found and other.model_id == 0x0001
+
+
+@pytest.mark.parametrize("edit", list(BAR_EDITS))
+def test_mark_survives_each_bar_edit(marked, edit: str) -> None:
+    results = [watermark.detect(BAR_EDITS[edit](image), expected_id=MODEL_ID)
+               for _, image in marked]
+    assert np.mean([r.bit_accuracy for r in results]) >= 0.95, edit
+    assert all(r.found and r.model_id == MODEL_ID for r in results), (
+        edit, [round(r.score, 3) for r in results])
+
+
+def test_white_stays_white_and_saturated_colours_keep_their_channel(marked) -> None:
+    """No mark on white backgrounds (where it would show as blotches) and none on a
+    saturated channel (it would be lost to clipping anyway)."""
+    for clean, image in marked[:3]:
+        before, after = np.asarray(clean), np.asarray(image)
+        white = (before == 255).all(axis=-1)
+        assert white.mean() > 0.2 and (after[white] == 255).all()
+        assert (after != before).any(axis=-1).mean() > 0.2  # the mark is somewhere
+
+
+def test_unmarked_images_are_not_flagged(marked) -> None:
+    rng = np.random.default_rng(1)
+    images = [clean for clean, _ in marked] + [emoji_like(seed) for seed in range(10, 20)]
+    images += [textured(seed) for seed in range(1, 4)]
+    images += [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+               for _ in range(3)]
+    images += [Image.new("RGB", (64, 64), "white"), Image.new("RGB", (40, 90), (30, 60, 90)),
+               emoji_like(30, size=256), emoji_like(31).filter(ImageFilter.GaussianBlur(2))]
+    scores = [watermark.detect(image).score for image in images]
+    assert max(scores) < watermark.THRESHOLD
+    assert not any(watermark.detect(image).found for image in images[-4:])
+
+
+def test_false_positive_bound_is_small_and_its_tail_matches_a_simulation() -> None:
+    assert watermark.false_positive_bound() < 1e-5
+    assert watermark.false_positive_bound(0.6) > watermark.false_positive_bound()
+    rng = np.random.default_rng(0)
+    scores = np.cos(2 * np.pi * rng.random((20000, watermark.NUM_BITS))).mean(axis=1)
+    for threshold in (0.15, 0.25):
+        simulated = float(np.mean(scores >= threshold))
+        bound = watermark._score_tail(threshold, watermark.NUM_BITS)
+        assert simulated <= bound * 1.1 and bound <= simulated * 1.5 + 1e-3
+
+
+def test_v1_marks_are_still_read() -> None:
+    image = watermark.embed_v1(emoji_like(5), MODEL_ID)
+    result = watermark.detect(image, expected_id=MODEL_ID)
+    assert result.found and result.model_id == MODEL_ID and result.scheme == watermark.SCHEME_V1
+    assert result.as_dict()["threshold"] == watermark.V1_THRESHOLD
+    assert watermark.detect(jpeg(image, 75)).model_id == MODEL_ID
+
+
+def test_flat_tiny_and_transparent_images_do_not_crash() -> None:
+    for image in (Image.new("RGB", (64, 64), "white"), Image.new("RGB", (3, 5), (10, 20, 30)),
+                  Image.new("RGBA", (64, 64), (0, 0, 0, 0)), Image.new("L", (48, 64), 128)):
+        out = watermark.embed(image, MODEL_ID)
+        assert out.size == image.size
+        result = watermark.detect(out)
+        assert np.isfinite(result.score)
+    white = watermark.embed(Image.new("RGB", (64, 64), "white"), MODEL_ID)
+    assert np.asarray(white).min() == 255 and not watermark.detect(white).found
+
+
+def test_mark_at_256_px_reads_after_halving() -> None:
+    image = watermark.embed(emoji_like(7, size=256), MODEL_ID)
+    half = image.resize((128, 128), Image.Resampling.BICUBIC)
+    assert watermark.detect(jpeg(half, 75), expected_id=MODEL_ID).model_id == MODEL_ID
