@@ -161,6 +161,58 @@ def test_flat_tiny_and_transparent_images_do_not_crash() -> None:
     assert np.asarray(white).min() == 255 and not watermark.detect(white).found
 
 
+def pale_disc(colour: tuple[int, int, int], size: int = 64) -> Image.Image:
+    """A flat pale disc on white with a thin darker rim: the images the mark finds hardest
+    (little of them lies below the 205 cap)."""
+    scale = 4
+    image = Image.new("RGB", (size * scale, size * scale), "white")
+    rim = tuple(int(channel * 0.85) for channel in colour)
+    ImageDraw.Draw(image).ellipse((24, 24, size * scale - 24, size * scale - 24), fill=colour,
+                                  outline=rim, width=6)
+    return image.resize((size, size), Image.Resampling.LANCZOS)
+
+
+#: light skin tones and a pale yellow
+PALE = [(247, 222, 206), (243, 210, 162), (255, 220, 120)]
+
+
+@pytest.mark.parametrize("colour", PALE)
+def test_pale_image_reads_unedited_and_after_jpeg_50(colour: tuple[int, int, int]) -> None:
+    clean = pale_disc(colour)
+    image = watermark.embed(clean, MODEL_ID)
+    assert psnr(clean, image) > 32
+    for edited in (image, jpeg(image, 50)):
+        result = watermark.detect(edited, expected_id=MODEL_ID)
+        assert result.found and result.model_id == MODEL_ID, round(result.score, 3)
+        assert result.scheme == watermark.SCHEME
+
+
+def test_every_embedded_image_reads_back_unedited() -> None:
+    """The embedder reads its own output: whatever the image, the mark reads as it is."""
+    images = [emoji_like(seed) for seed in range(40, 48)] + [textured(5)]
+    images += [pale_disc(colour) for colour in PALE] + [emoji_like(49).resize((17, 23))]
+    images += [Image.fromarray(np.full((64, 64, 3), level, dtype=np.uint8))
+               for level in (0, 128, 240)]
+    for image in images:
+        result = watermark.detect(watermark.embed(image, MODEL_ID), search_crops=False)
+        assert result.found and result.model_id == MODEL_ID, (image.size, round(result.score, 3))
+
+
+def test_embedder_falls_back_to_v1_when_no_attempt_reads(monkeypatch) -> None:
+    monkeypatch.setattr(watermark, "ATTEMPTS", ())
+    image = watermark.embed(emoji_like(3), MODEL_ID)
+    result = watermark.detect(image, expected_id=MODEL_ID)
+    assert result.found and result.model_id == MODEL_ID and result.scheme == watermark.SCHEME_V1
+
+
+def test_decoding_grids_count_every_hypothesis() -> None:
+    """The false-positive bound counts every projection the decoder scores."""
+    rgb = np.asarray(emoji_like(2), dtype=np.float64)
+    names = [name for name, _ in watermark._hypotheses(rgb, search_crops=True)]
+    assert len(names) <= watermark.decoding_grids() // (
+        len(watermark.GAIN_HYPOTHESES) * len(watermark.STRENGTHS))
+
+
 def test_mark_at_256_px_reads_after_halving() -> None:
     image = watermark.embed(emoji_like(7, size=256), MODEL_ID)
     half = image.resize((128, 128), Image.Resampling.BICUBIC)

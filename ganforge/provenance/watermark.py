@@ -8,15 +8,23 @@ spread-transform dither-modulation mark (STDM, Chen & Wornell 2001), ``ganforge-
   level ``cap`` (205, or 250 for pale images with too little below 205), and the capped
   channels give a luma. A pointwise level change (brightness, contrast, gamma) maps the cap to
   another level and clipping at white only touches what lay above the cap, so the decoder
-  undoes such edits by trying caps (``CAP_HYPOTHESES``) instead of guessing lost pixels;
+  undoes such edits by trying caps (``CAP_HYPOTHESES``) instead of guessing lost pixels; a
+  brightening or a contrast increase also clips white (and black) at the image's resolution,
+  which blurs into the grid cells beside them, so the decoder also puts clipped pixels back
+  where the edit sent them; gamma is not affine and is undone (``GAMMA_HYPOTHESES``);
 - ``NUM_BITS`` keyed orthonormal directions over a windowed low/mid DCT band (orthogonal to a
   constant over the window's support: an offset never moves them) each carry one bit: the
   projection, divided by the band's RMS (floored at ``MIN_RMS``; a gain cancels out), is moved
-  to the nearest point of the lattice that codes the bit (``STEP`` apart, keyed dither);
+  to the nearest point of the lattice that codes the bit (keyed dither), ``STEP`` times one of
+  ``STRENGTHS`` apart;
 - the change is the same offset on R, G and B (achromatic, so JPEG's chroma subsampling does
   not touch it), only where a channel lies below the cap (nothing on white backgrounds and
   saturated colours), at most ``MAX_CHANGE`` levels, solved in the bits' space for the
-  smallest change and refined a few times on the rounded 8-bit image.
+  smallest change and refined a few times on the rounded 8-bit image;
+- the embedder **checks its own output**: it reads the mark back as the decoder will, and
+  after a simulated JPEG q50, brightness +20 % and contrast +20 %, and takes the first of
+  ``ATTEMPTS`` (weakest first: cap, strength, largest offset) that reads with margin. An image
+  that no attempt marks readably gets the first scheme's mark, which :func:`detect` also reads.
 
 Working on a 32x32 grid makes halving a 64 px image (almost) lossless for the mark; a crop is
 undone by searching the crop's scale and position (the mark keeps away from the border).
@@ -31,6 +39,7 @@ read: :func:`detect` tries v2 first, then v1.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import warnings
@@ -40,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageStat
 from scipy.fft import idctn
 
 SCHEME = "ganforge-stdm-v2"
@@ -54,26 +63,34 @@ INFO_KEY = "ganforge:watermark"
 GRID = 32  # the working grid of v2
 #: quantization step of the normalized projections (larger: more robust, more visible)
 STEP = 0.4
+#: multiples of STEP the embedder chooses from per image (weakest that passes its self-test)
+#: and the decoder tries
+STRENGTHS = (0.8, 1.0, 1.25, 1.5)
 #: mean soft agreement (in [-1, 1]) of the best codeword at which an image counts as marked
-THRESHOLD = 0.72
+THRESHOLD = 0.74
 EMBED_ITERATIONS = 8
 #: floor of the band RMS that normalizes the projections: the weakest mark a flat or pale
 #: image gets (below it a gain no longer cancels: the decoder tries ``GAIN_HYPOTHESES``)
 MIN_RMS = 55.0
-#: channel caps the embedder chooses from: the first that leaves ``MIN_MARKABLE`` of the
-#: image's luma below it (205 x 1.2 < 255: a 20% brightening does not clip what the mark uses)
+#: channel caps the embedder chooses from (205 x 1.2 < 255: a 20% brightening does not clip
+#: what the mark uses; 250 for pale images with too little below 205)
 ENCODE_CAPS = (205.0, 250.0)
+#: share of the luma that must lie below a cap for the embedder to try it (but the last cap)
 MIN_MARKABLE = 0.1
 WEIGHT_RAMP = 12.0  # the mark fades out over this many levels below the cap
-MAX_CHANGE = 14.0  # largest offset (levels) the mark adds to a pixel
+MAX_CHANGE = 14.0  # largest offset (levels) the mark adds to a pixel, unless escalated
 #: caps the decoder tries: the encoder's, mapped by brightness, contrast and gamma edits
 CAP_HYPOTHESES = tuple(sorted({*np.arange(150.0, 253.0, 3.0).tolist(), *ENCODE_CAPS}))
+#: gamma edits the decoder undoes (under the encoder's caps): gamma is not affine, a cap
+#: alone does not undo it
+GAMMA_HYPOTHESES = (0.7, 0.8, 0.9, 1.1, 1.25, 1.4)
 GAIN_HYPOTHESES = (0.8, 0.87, 0.93, 1.0, 1.07, 1.15, 1.25)
 #: crop hypotheses: kept fraction of each side, on a CANVAS x CANVAS reconstruction
 CROP_FRACTIONS = (0.95, 0.9)
 CANVAS = 64
 MARGIN, RAMP = 3.5, 2.0  # the mark stays MARGIN cells (of 32) away from the border
 TOP_HYPOTHESES = 4
+PLAIN_HYPOTHESES = 2  # readings as is (by tag score) that are decoded first
 LUMA = np.array([0.299, 0.587, 0.114])  # BT.601
 
 
@@ -217,6 +234,55 @@ def _signal(grid_rgb: np.ndarray, cap: float) -> np.ndarray:
     return np.minimum(grid_rgb, cap) @ LUMA
 
 
+def _grid(rgb: np.ndarray) -> np.ndarray:
+    return _resize_rgb(rgb, GRID, GRID)
+
+
+@dataclass
+class _Clipping:
+    """An image's [GRID, GRID, 3] grid, the grids of its saturated (255) and black (0) pixels
+    (None: none) and its mean grey, from which :func:`_unclipped` puts clipped pixels back."""
+
+    grid: np.ndarray
+    saturated: np.ndarray | None
+    black: np.ndarray | None
+    mean: float
+
+    @classmethod
+    def of(cls, rgb: np.ndarray, grid: np.ndarray | None = None) -> _Clipping:
+        saturated, black = rgb >= 254.5, rgb <= 0.5
+        return cls(_grid(rgb) if grid is None else grid,
+                   _grid(saturated.astype(np.float64)) if saturated.any() else None,
+                   _grid(black.astype(np.float64)) if black.any() else None,
+                   float((rgb @ LUMA).mean()))
+
+
+def _unclipped(clipping: _Clipping, cap: float) -> list[tuple[str, np.ndarray]]:
+    """[GRID, GRID] signals under ``cap`` (above the encoder's lowest) with the pixels a
+    raising edit clipped put back where it would have sent them: for a brightness gain
+    (cap / 205) white at 255 x gain; for a contrast gain about the mean grey (the one that maps
+    205 to ``cap``) white and black where that affine map sends them. Clipping at the image's
+    resolution is what a cap on the grid cannot undo: a clipped white next to the mark blurs
+    into the grid cells that carry it. (The resize is linear: the clipped pixels' grids are
+    added to the image's.)"""
+    base = ENCODE_CAPS[0]
+    if cap <= base or (clipping.saturated is None and clipping.black is None):
+        return []
+    saturated = 0.0 if clipping.saturated is None else clipping.saturated
+    black = 0.0 if clipping.black is None else clipping.black
+    out = []
+    if clipping.saturated is not None:
+        gain = cap / base
+        restored = clipping.grid + (255.0 * gain - 255.0) * saturated
+        out.append((f"brightness x{gain:.2f} unclipped", _signal(restored, cap)))
+    if base - clipping.mean > 20:
+        gain = (cap - clipping.mean) / (base - clipping.mean)
+        white, dark = cap + gain * (255.0 - base), cap - gain * base
+        restored = clipping.grid + (white - 255.0) * saturated + dark * black
+        out.append((f"contrast x{gain:.2f} unclipped", _signal(restored, cap)))
+    return out
+
+
 def _weights(rgb: np.ndarray, cap: float) -> tuple[np.ndarray, np.ndarray]:
     """Where the mark goes: [H, W] the share of the offset each pixel takes (0 where every
     channel is at or near the cap) and [H, W] how much of it reaches the capped luma."""
@@ -232,57 +298,154 @@ def _projections(signal: np.ndarray) -> tuple[np.ndarray, float]:
     return _directions() @ coeffs / rms, rms
 
 
-def _embed_under_cap(rgb: np.ndarray, bits: np.ndarray, cap: float) -> tuple[np.ndarray, float]:
-    """[H, W, 3] rgb marked with ``bits`` under ``cap``, and the largest distance (in steps)
-    of a projection from its target that is left."""
+@dataclass(frozen=True)
+class _Attempt:
+    """One way of embedding: under ``cap``, on a lattice ``strength`` x STEP apart, offsets
+    up to ``max_change`` levels; tried only when ``min_markable`` of the luma is below the cap
+    (the last of ``ENCODE_CAPS`` is always tried)."""
+
+    cap: float
+    strength: float = 1.0
+    max_change: float = MAX_CHANGE
+    min_markable: float = MIN_MARKABLE
+
+
+#: what the embedder tries, in this order (weakest, i.e. least visible, first), until one reads
+#: back after its self-test: a gentler lattice, larger offsets for marks that do not fit, a
+#: coarser lattice against JPEG, the pale images' cap, and a cap-205 mark crowded into very
+#: pale images (whose 250-cap mark a brightening clips)
+ATTEMPTS = (
+    _Attempt(205.0, 0.8), _Attempt(205.0), _Attempt(205.0, max_change=24.0),
+    _Attempt(205.0, 1.25), _Attempt(205.0, 1.25, 24.0), _Attempt(205.0, 1.5),
+    _Attempt(205.0, 1.5, 24.0), _Attempt(250.0), _Attempt(250.0, 1.25),
+    _Attempt(250.0, 1.5, 24.0), _Attempt(205.0, 1.5, 24.0, min_markable=0.02))
+#: the score the mark must keep as embedded (exact: the embedder reads it as the decoder does)
+#: and after each simulated edit of the self-test
+VERIFY_SCORE = 0.9
+SELF_TEST_SCORE = 0.8
+#: the lowest PSNR (dB, against the unmarked image) of an attempt taken for robustness once
+#: an earlier one reads: a stronger mark must stay out of sight
+MIN_PSNR = 33.0
+
+
+def _embed_attempt(rgb: np.ndarray, bits: np.ndarray, attempt: _Attempt) -> np.ndarray:
+    """[H, W, 3] rgb (0..255 integers as floats) marked with ``bits`` as ``attempt`` says."""
+    cap, step = attempt.cap, STEP * attempt.strength
     height, width = rgb.shape[:2]
     share, reach = _weights(rgb, cap)
     reach_grid = _resize(reach, GRID, GRID).reshape(-1)
+    marked = np.clip(np.round(rgb), 0, 255)
     if reach_grid.max() <= 0:  # nothing below the cap (a white image): nowhere to mark
-        return np.clip(np.round(rgb), 0, 255), math.inf
+        return marked
     patterns = _patterns()
     # the bits' response to a change of the pixels' offsets, weighted by where it may go
     response = (patterns * reach_grid**2) @ patterns.T
     response += 1e-3 * np.trace(response) / NUM_BITS * np.eye(NUM_BITS)
-    marked = np.clip(np.round(rgb), 0, 255)
     offset = np.zeros((height, width))
     target = None
-    for iteration in range(EMBED_ITERATIONS + 1):  # the last one only measures
-        projections, rms = _projections(_signal(_resize_rgb(marked, GRID, GRID), cap))
+    for _ in range(EMBED_ITERATIONS):
+        projections, rms = _projections(_signal(_grid(marked), cap))
         if target is None:  # nearest lattice point coding each bit
-            lattice = (_dither() + bits / 2.0) * STEP
-            target = np.round((projections - lattice) / STEP) * STEP + lattice
+            lattice = (_dither() + bits / 2.0) * step
+            target = np.round((projections - lattice) / step) * step + lattice
         error = target - projections
-        if np.abs(error).max() < 0.02 * STEP or iteration == EMBED_ITERATIONS:
+        if np.abs(error).max() < 0.02 * step:
             break
         solution = np.linalg.solve(response, error * rms)
         change = ((patterns.T @ solution) * reach_grid).reshape(GRID, GRID)
-        offset = np.clip(offset + _resize(change, width, height), -MAX_CHANGE, MAX_CHANGE)
+        offset = np.clip(offset + _resize(change, width, height), -attempt.max_change,
+                         attempt.max_change)
         marked = np.clip(np.round(rgb + (offset * share)[..., None]), 0, 255)
-    return marked, float(np.abs(error).max() / STEP)
+    return marked
+
+
+def _codeword_score(rgb: np.ndarray, signs: np.ndarray, cap: float, unclip: bool = True
+                    ) -> float:
+    """The best score of the codeword ``signs`` [NUM_BITS] under the cap hypothesis nearest
+    to ``cap`` (also with clipping undone, if ``unclip``; every strength and floor gain): what
+    the decoder would find there, without search."""
+    nearest = min(CAP_HYPOTHESES, key=lambda hypothesis: abs(hypothesis - cap))
+    clipping = _Clipping.of(rgb)
+    signals = [_signal(clipping.grid, nearest)]
+    if unclip:
+        signals += [signal for _, signal in _unclipped(clipping, nearest)]
+    coeffs = np.stack([signal.reshape(-1) for signal in signals]) @ _basis().T
+    projections, _ = _normalized(coeffs, [None] * len(signals))
+    return float(np.max(_soft(projections, STEP, _dither()) @ signs) / NUM_BITS)
+
+
+def _psnr(clean: np.ndarray, marked: np.ndarray) -> float:
+    mse = float(np.mean((clean - marked) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _jpeg_rgb(image: Image.Image, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return _to_rgb_array(Image.open(buffer))
+
+
+def _self_test(marked: np.ndarray, signs: np.ndarray, cap: float) -> float:
+    """The lowest score of the mark after JPEG q50, brightness +20 % and contrast +20 % (each
+    read under the cap the edit maps ``cap`` to)."""
+    image = Image.fromarray(marked.astype(np.uint8), mode="RGB")
+    mean = int(ImageStat.Stat(image.convert("L")).mean[0] + 0.5)  # as PIL's contrast does
+    edits = ((_jpeg_rgb(image, 50), cap),
+             (_to_rgb_array(ImageEnhance.Brightness(image).enhance(1.2)), 1.2 * cap),
+             (_to_rgb_array(ImageEnhance.Contrast(image).enhance(1.2)), mean + 1.2 * (cap - mean)))
+    return min(_codeword_score(edited, signs, mapped) for edited, mapped in edits)
 
 
 def embed(image: Image.Image, model_id: int) -> Image.Image:
     """``image`` with the ganforge mark for ``model_id`` (an RGB image of the same size).
 
-    The mark goes under the lowest of ``ENCODE_CAPS`` that leaves ``MIN_MARKABLE`` of the
-    luma below it and takes the whole mark within ``MAX_CHANGE``; else under the one that
-    takes it best."""
-    rgb = _to_rgb_array(image)
+    Tries ``ATTEMPTS`` in turn and keeps the first whose mark reads back as embedded
+    (``VERIFY_SCORE``) and after the self-test's edits (``SELF_TEST_SCORE``); else the one
+    that survives them best (of those within ``MIN_PSNR``, but the first that reads); else
+    (no attempt reads back) the first scheme's mark, if that reads; else the image unchanged
+    (nothing to mark: a white image)."""
+    rgb = np.clip(np.round(_to_rgb_array(image)), 0, 255)
     bits = payload_bits(model_id)
+    signs = 1.0 - 2.0 * bits
     best: tuple[float, np.ndarray] | None = None
-    for cap in ENCODE_CAPS:
-        if cap != ENCODE_CAPS[-1] and _weights(rgb, cap)[1].mean() < MIN_MARKABLE:
+    for attempt in ATTEMPTS:
+        if (attempt.cap != ENCODE_CAPS[-1]
+                and _weights(rgb, attempt.cap)[1].mean() < attempt.min_markable):
             continue
-        marked, residual = _embed_under_cap(rgb, bits, cap)
-        if best is None or residual < best[0]:
-            best = (residual, marked)
-        if residual < 0.1:
+        marked = _embed_attempt(rgb, bits, attempt)
+        if _codeword_score(marked, signs, attempt.cap, unclip=False) < VERIFY_SCORE:
+            continue
+        if best is not None and _psnr(rgb, marked) < MIN_PSNR:
+            continue  # readability may cost that much; robustness alone may not
+        score = _self_test(marked, signs, attempt.cap)
+        if best is None or score > best[0]:
+            best = (score, marked)
+        if score >= SELF_TEST_SCORE:
             break
-    assert best is not None
-    out = Image.fromarray(best[1].astype(np.uint8), mode="RGB")
+    out_rgb = rgb
+    if best is not None and _reads_as_is(best[1], model_id):
+        out_rgb = best[1]
+    elif _weights(rgb, ENCODE_CAPS[-1])[1].max() > 0:  # else nowhere to mark (white)
+        fallback = _to_rgb_array(embed_v1(image, model_id))
+        if _reads(_detect_v1(fallback, model_id, search_crops=False), model_id):
+            out_rgb = fallback
+    out = Image.fromarray(out_rgb.astype(np.uint8), mode="RGB")
     out.info.update(image.info)
     return out
+
+
+def _reads(result: WatermarkResult, model_id: int) -> bool:
+    return result.found and result.model_id == model_id
+
+
+def _reads_as_is(rgb: np.ndarray, model_id: int) -> bool:
+    """Whether :func:`detect` finds ``model_id`` in ``rgb`` as it is: the decoder's first
+    step, whose finding no other hypothesis overrides."""
+    grid = _grid(rgb)
+    coeffs = np.stack([_signal(grid, cap).reshape(-1) for cap in ENCODE_CAPS]) @ _basis().T
+    projections, names = _normalized(coeffs, [None] * len(ENCODE_CAPS))
+    soft = _soft(projections, STEP, _dither())
+    return _reads(_decode(soft, names, THRESHOLD, model_id, SCHEME), model_id)
 
 
 # --------------------------------------------------------------------------- reading
@@ -307,15 +470,22 @@ class WatermarkResult:
 
 def _hypotheses(rgb: np.ndarray, search_crops: bool) -> list[tuple[str | None, np.ndarray]]:
     """Candidate [GRID, GRID] signals, each with the edit it undoes: the image under every
-    cap a level change can have moved the encoder's to; the image as a crop of the marked one
-    at several sizes and positions (the lost border filled with the median border colour:
-    the mark keeps away from the border), under the encoder's caps."""
-    grid = _resize_rgb(rgb, GRID, GRID)
-    out: list[tuple[str | None, np.ndarray]] = [(None, _signal(grid, cap))
-                                                for cap in ENCODE_CAPS]
+    cap a level change can have moved the encoder's to (with clipped pixels put back, for
+    raising edits); under the encoder's caps with a gamma undone; as a crop of the marked one
+    at several sizes and positions (the lost border filled with the median border colour: the
+    mark keeps away from the border), under the encoder's caps."""
+    grid = _grid(rgb)
+    out: list[tuple[str | None, np.ndarray]] = [(None, _signal(grid, cap)) for cap in ENCODE_CAPS]
     if grid.max() > CAP_HYPOTHESES[0]:
-        out += [(f"levels (cap {cap:g})", _signal(grid, cap)) for cap in CAP_HYPOTHESES
-                if cap not in ENCODE_CAPS]
+        clipping = _Clipping.of(rgb, grid)
+        for cap in CAP_HYPOTHESES:
+            if cap not in ENCODE_CAPS:
+                out.append((f"levels (cap {cap:g})", _signal(grid, cap)))
+            out += [(f"{name} (cap {cap:g})", signal)
+                    for name, signal in _unclipped(clipping, cap)]
+    for gamma in GAMMA_HYPOTHESES:
+        undone = _grid(255.0 * (rgb / 255.0) ** (1.0 / gamma))
+        out += [(f"gamma {gamma:g} (cap {cap:g})", _signal(undone, cap)) for cap in ENCODE_CAPS]
     if not search_crops:
         return out
     canvas_rgb = _resize_rgb(rgb, CANVAS, CANVAS)
@@ -329,7 +499,7 @@ def _hypotheses(rgb: np.ndarray, search_crops: bool) -> list[tuple[str | None, n
                 canvas = np.empty((CANVAS, CANVAS, 3))
                 canvas[:] = fill
                 canvas[top:top + side, left:left + side] = inner
-                cropped = _resize_rgb(canvas, GRID, GRID)
+                cropped = _grid(canvas)
                 name = f"crop {fraction:g} at ({top / CANVAS:.2f}, {left / CANVAS:.2f})"
                 out += [(name, _signal(cropped, cap)) for cap in ENCODE_CAPS]
     return out
@@ -337,19 +507,21 @@ def _hypotheses(rgb: np.ndarray, search_crops: bool) -> list[tuple[str | None, n
 
 def _normalized(coeffs: np.ndarray, names: list[str | None]
                 ) -> tuple[np.ndarray, list[str | None]]:
-    """Projections [K, NUM_BITS] of band coefficients [H, N] divided by the band RMS; where
-    the floor ``MIN_RMS`` applied, a gain no longer cancels, so the floor is also tried
-    scaled by each of ``GAIN_HYPOTHESES``."""
+    """Projections [K, NUM_BITS] of band coefficients [H, N] divided by the band RMS and by
+    each of ``STRENGTHS`` (the lattice is read in units of STEP); where the floor ``MIN_RMS``
+    applied, a gain no longer cancels, so the floor is also tried scaled by each of
+    ``GAIN_HYPOTHESES``. A row keeps its hypothesis's name at gain 1 (any strength)."""
     rms = np.sqrt(np.mean(coeffs**2, axis=1))
     projections = coeffs @ _directions().T
     rows, labels = [], []
     for row, (value, name) in enumerate(zip(rms, names, strict=True)):
+        plain = max(float(value), MIN_RMS)
         norms = sorted({max(float(value), MIN_RMS * gain) for gain in GAIN_HYPOTHESES})
-        for norm in norms:
-            rows.append(projections[row] / norm)
-            gain = norm / MIN_RMS
-            labels.append(name if norm == max(float(value), MIN_RMS) else
-                          f"{name or 'as is'}, floor x{gain:.2f}")
+        for strength in STRENGTHS:
+            for norm in norms:
+                rows.append(projections[row] / (norm * strength))
+                labels.append(name if norm == plain else
+                              f"{name or 'as is'}, floor x{norm / MIN_RMS:.2f}")
     return np.array(rows), labels
 
 
@@ -363,15 +535,17 @@ def _detect_v2(rgb: np.ndarray, expected_id: int | None, search_crops: bool) -> 
 
 def _decode(soft: np.ndarray, names: list[str | None], threshold: float,
             expected_id: int | None, scheme: str) -> WatermarkResult:
-    """The best codeword over the image as it is (the hypotheses named None, first) and the
-    few other hypotheses with the best tag scores; as it is wins whenever it is found."""
-    plain = [i for i, name in enumerate(names) if name is None]
+    """The best codeword over the few readings of the image as it is (the hypotheses named
+    None: caps and strengths of the encoder) and the few other hypotheses with the best tag
+    scores; as it is (its best reading) wins whenever it is found."""
     tag_scores = soft[:, :16] @ _tag_signs()
-    order = plain + [int(i) for i in np.argsort(-tag_scores) if names[i] is not None][
-        :TOP_HYPOTHESES - 1]
+    ranked = [int(i) for i in np.argsort(-tag_scores, kind="stable")]
+    plain = [i for i in ranked if names[i] is None][:PLAIN_HYPOTHESES]
+    order = plain + [i for i in ranked if names[i] is not None][:TOP_HYPOTHESES - 1]
     scores, ids = _best_codewords(soft[order])
     found_plain = [i for i in range(len(plain)) if scores[i] >= threshold]
-    best = found_plain[0] if found_plain else int(np.argmax(scores))
+    best = (max(found_plain, key=lambda i: scores[i]) if found_plain
+            else int(np.argmax(scores)))
     score, model_id, index = float(scores[best]), int(ids[best]), order[best]
     accuracy = None
     if expected_id is not None:
@@ -416,12 +590,14 @@ def _score_tail(threshold: float, num_bits: int) -> float:
 
 
 def decoding_grids(search_crops: bool = True) -> int:
-    """How many normalized projections the v2 decoder scores at most (caps, crops, floors)."""
-    grids = len(CAP_HYPOTHESES)
+    """How many normalized projections the v2 decoder scores at most (caps, caps with
+    clipping undone, gammas, crops; each by floor gain and strength)."""
+    raised = sum(cap > ENCODE_CAPS[0] for cap in CAP_HYPOTHESES)
+    grids = len(CAP_HYPOTHESES) + 2 * raised + len(GAMMA_HYPOTHESES) * len(ENCODE_CAPS)
     if search_crops:
         grids += len(ENCODE_CAPS) * sum((CANVAS - round(CANVAS * f) + 1) ** 2
                                         for f in CROP_FRACTIONS)
-    return grids * len(GAIN_HYPOTHESES)
+    return grids * len(GAIN_HYPOTHESES) * len(STRENGTHS)
 
 
 def false_positive_bound(threshold: float = THRESHOLD) -> float:
