@@ -161,16 +161,34 @@ def _band_images(size: int, max_index: int, max_sum: int, window: np.ndarray) ->
     return images.reshape(len(coords), -1)
 
 
+@cache
+def _resize_matrix(size: int, new_size: int) -> np.ndarray:
+    """[new_size, size] matrix of PIL's antialiasing bicubic filter along one axis: PIL resizes
+    separably, so resizing a plane is this matrix on each side (the rows of an identity image
+    resized along one axis are the matrix's columns)."""
+    if size == new_size:
+        return np.eye(size)
+    eye = Image.fromarray(np.eye(size, dtype=np.float32), mode="F")
+    return np.asarray(eye.resize((new_size, size), Image.Resampling.BICUBIC), np.float64).T
+
+
 def _resize(plane: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize a float plane with PIL's antialiasing bicubic filter."""
+    """Resize a float plane with PIL's antialiasing bicubic filter (as matrix products: the
+    embedder and decoder resize thousands of small planes, where PIL's per-call overhead
+    dominated)."""
     if plane.shape == (height, width):
         return plane
-    im = Image.fromarray(plane.astype(np.float32), mode="F")
-    return np.asarray(im.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float64)
+    return _resize_matrix(plane.shape[0], height) @ plane @ _resize_matrix(plane.shape[1],
+                                                                           width).T
 
 
 def _resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    return np.stack([_resize(rgb[..., k], width, height) for k in range(3)], axis=-1)
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    rows = _resize_matrix(rgb.shape[0], height)
+    cols = _resize_matrix(rgb.shape[1], width)
+    tall = (rows @ rgb.reshape(rgb.shape[0], -1)).reshape(height, rgb.shape[1], 3)
+    return (tall.transpose(0, 2, 1) @ cols.T).transpose(0, 2, 1)
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
