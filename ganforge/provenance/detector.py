@@ -1,12 +1,15 @@
 """A detector of generated images: a small CNN that says how likely an image is generated.
 
 It complements the watermark: it needs no cooperation from the generator, so it also speaks
-about images whose mark was removed or never embedded, but it is statistical, learns the
-families it was trained on, and transfers imperfectly to others (see the model card of the
-shipped one, ``ganforge/assets/detector-emoji-64/README.md``). Training re-encodes images as
-JPEG and resizes them at random so that the detector does not rely on traces that one save
-as JPEG erases. Generated training images are made without the watermark: the detector must
-not learn to read the mark.
+about images whose mark was removed or never embedded, but it is statistical: it is trained on
+the families we have and measured, family by family, on families it did not train on (see the
+model card of the shipped one, ``ganforge/assets/detector-emoji-64/README.md``). Training
+follows Wang et al. 2020 ("CNN-generated images are surprisingly easy to spot... for now"):
+random Gaussian blur and JPEG re-encoding (plus down-and-up resizing) so that the detector
+relies on traces that survive them, which are the ones shared between generators. Generated
+training images are made without the watermark: the detector must not learn to read the mark.
+The verdict threshold is calibrated on held-out real images (:func:`calibrate_threshold`)
+and saved in the detector's config.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import json
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 from torch import nn
 
 from ganforge.core.artifact import ARTIFACT_FORMAT, Artifact
@@ -35,11 +38,17 @@ SIZE = 64
 
 
 class DetectorNet(nn.Module):
-    """[B, 3, 64, 64] in [-1, 1] -> logits [B] (positive: generated)."""
+    """[B, 3, 64, 64] in [-1, 1] -> logits [B] (positive: generated).
 
-    def __init__(self, width: int = 16):
+    ``highpass``: the first layer also sees the image minus its 3x3 local mean (a fixed
+    high-pass residual, where generators leave most of their traces).
+    """
+
+    def __init__(self, width: int = 16, highpass: bool = False):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.LeakyReLU(0.2)]
+        self.highpass = highpass
+        inputs = 6 if highpass else 3
+        layers: list[nn.Module] = [nn.Conv2d(inputs, width, 3, padding=1), nn.LeakyReLU(0.2)]
         channels = width
         for out in (2 * width, 4 * width, 8 * width, 8 * width):
             layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.BatchNorm2d(out),
@@ -49,6 +58,10 @@ class DetectorNet(nn.Module):
         self.head = nn.Linear(channels, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.highpass:
+            local_mean = nn.functional.avg_pool2d(
+                nn.functional.pad(images, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+            images = torch.cat([images, 4.0 * (images - local_mean)], dim=1)
         return self.head(self.features(images).mean(dim=(2, 3))).squeeze(1)
 
 
@@ -72,19 +85,68 @@ def to_batch(images: Sequence[Image.Image]) -> torch.Tensor:
     return torch.from_numpy(arrays).permute(0, 3, 1, 2).div(127.5).sub(1.0)
 
 
-def augment(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """A training view: maybe resized down and back, maybe re-encoded as JPEG, maybe flipped."""
-    if rng.random() < 0.3:
-        side = int(rng.integers(SIZE // 2, SIZE))
+@dataclass(frozen=True)
+class Augmentation:
+    """Random degradations of training views. Wang et al. 2020 blur (sigma U[0, 3] at 256 px,
+    ``max_blur`` scales it to ours) and JPEG each with p 0.5; blur is off by default: it did
+    not help transfer at 64 px (docs/benchmarks.md, issue 16)."""
+
+    blur_p: float = 0.0
+    max_blur: float = 1.5
+    jpeg_p: float = 0.5
+    jpeg_quality: tuple[int, int] = (30, 100)
+    resize_p: float = 0.3
+    flip_p: float = 0.5
+
+
+def augment(image: Image.Image, rng: np.random.Generator,
+            augmentation: Augmentation = Augmentation()) -> Image.Image:
+    """A training view: maybe blurred, resized down and back, re-encoded as JPEG, flipped."""
+    a = augmentation
+    if rng.random() < a.blur_p:
+        image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, a.max_blur))))
+    if rng.random() < a.resize_p:
+        side = int(rng.integers(SIZE // 2, SIZE + 1))
         image = image.resize((side, side), Image.Resampling.BICUBIC).resize(
             (SIZE, SIZE), Image.Resampling.BICUBIC)
-    if rng.random() < 0.5:
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=int(rng.integers(40, 96)))
-        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    if rng.random() < 0.5:
+    if rng.random() < a.jpeg_p:
+        image = jpeg(image, int(rng.integers(a.jpeg_quality[0], a.jpeg_quality[1] + 1)))
+    if rng.random() < a.flip_p:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return image
+
+
+def simulate_artifacts(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A real image given traces that generators leave (after Zhang et al. 2019, "Detecting
+    and simulating artifacts in GAN fake images"): up-sampling by a transposed-convolution-like
+    kernel (a periodic pattern) and/or faint, spatially correlated noise everywhere, flat
+    areas included. Training on them as "generated" teaches traces that no single family owns.
+    """
+    from scipy.ndimage import convolve, gaussian_filter
+
+    array = np.asarray(prepare(image), np.float32) / 255.0
+    upsample = rng.random() < 0.6
+    if upsample:
+        small = np.asarray(Image.fromarray((array * 255).round().astype(np.uint8)).resize(
+            (SIZE // 2, SIZE // 2), Image.Resampling.BICUBIC), np.float32) / 255.0
+        kernel = rng.uniform(0.6, 1.0, size=(4, 4)).astype(np.float32)
+        zeros = np.zeros((SIZE, SIZE, 3), np.float32)
+        zeros[::2, ::2] = small
+        spread = np.stack([convolve(zeros[..., c], kernel, mode="wrap") for c in range(3)], -1)
+        # each output phase sums a different 2x2 share of the kernel: the checkerboard trace
+        array = spread / (kernel.sum() / 4)
+    if not upsample or rng.random() < 0.5:
+        noise = rng.normal(0, 1, size=array.shape).astype(np.float32)
+        noise = gaussian_filter(noise, (float(rng.uniform(0.3, 1.0)),) * 2 + (0,))
+        array = array + noise / (noise.std() + 1e-6) * float(rng.uniform(0.01, 0.04))
+    return Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8))
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    """``image`` saved as JPEG of ``quality`` and read back (RGB)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -100,13 +162,34 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
                  / (positives * negatives))
 
 
+def calibrate_threshold(real_scores: np.ndarray, max_false_positive_rate: float = 0.01
+                        ) -> float:
+    """The lowest verdict threshold (generated when ``score >= threshold``) that flags at most
+    ``max_false_positive_rate`` of ``real_scores`` (probabilities of real images)."""
+    scores = np.asarray(real_scores)
+    # in the scores' own precision: probabilities are float32, and the next float64 above a
+    # float32 score would round back onto it when compared with float32 scores
+    scores = np.sort(scores if scores.dtype.kind == "f" else scores.astype(np.float64))[::-1]
+    if scores.size == 0:
+        raise DataError("calibrating a threshold needs scores of real images")
+    if not 0 <= max_false_positive_rate < 1:
+        raise ConfigError(f"false-positive rate must be in [0, 1), got {max_false_positive_rate}")
+    allowed = int(np.floor(max_false_positive_rate * scores.size + 1e-9))
+    # strictly above the (allowed+1)-th highest real score: at most `allowed` reals reach it
+    return float(np.nextafter(scores[allowed], scores.dtype.type(np.inf)))
+
+
 @dataclass
 class DetectorConfig:
-    """The detector network's shape: the width of its first layer and the side of the square
-    images it reads (:func:`prepare` makes them)."""
+    """The detector network's shape (width of its first layer, side of the square images it
+    reads, whether it adds a high-pass residual input) and the verdict threshold: an image
+    whose probability is at or above ``threshold`` is called generated (calibrated on real
+    images; detectors saved before it existed get 0.5)."""
 
     width: int = 16
     size: int = SIZE
+    highpass: bool = False
+    threshold: float = 0.5
 
 
 class Detector(Artifact):
@@ -125,7 +208,7 @@ class Detector(Artifact):
         if config.size != SIZE:
             raise CheckpointError(f"a detector of {config.size} px images cannot be used: "
                                   f"this ganforge's detectors read {SIZE} px images")
-        return {"net": DetectorNet(config.width)}
+        return {"net": DetectorNet(config.width, config.highpass)}
 
     @classmethod
     def upgrade(cls, header: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -154,40 +237,61 @@ class Detector(Artifact):
                .numpy() for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.zeros(0)
 
+    @property
+    def threshold(self) -> float:
+        """Probability at or above which the verdict is "generated"."""
+        return float(self.config.threshold)
+
+    def calibrate(self, real: Sequence[Image.Image], max_false_positive_rate: float = 0.01
+                  ) -> float:
+        """Set (and return) the threshold that flags at most ``max_false_positive_rate`` of
+        the ``real`` images (held out from training)."""
+        threshold = calibrate_threshold(self.probability(real), max_false_positive_rate)
+        self.config = replace(self.config, threshold=threshold)
+        return threshold
+
     def evaluate(self, real: Sequence[Image.Image], fake: Sequence[Image.Image]
                  ) -> dict[str, float]:
-        """AUC and accuracy (threshold 0.5) on real vs generated images."""
-        scores = np.concatenate([self.probability(real), self.probability(fake)])
+        """AUC, and at the stored threshold: accuracy, false-positive rate (real images
+        flagged) and true-positive rate (generated images flagged)."""
+        real_scores, fake_scores = self.probability(real), self.probability(fake)
+        scores = np.concatenate([real_scores, fake_scores])
         labels = np.concatenate([np.zeros(len(real)), np.ones(len(fake))])
         return {"auc": roc_auc(labels, scores),
-                "accuracy": float(np.mean((scores >= 0.5) == labels)),
+                "accuracy": float(np.mean((scores >= self.threshold) == labels)),
+                "fpr": float(np.mean(real_scores >= self.threshold)),
+                "tpr": float(np.mean(fake_scores >= self.threshold)),
                 "real": len(real), "generated": len(fake)}
 
 
 def train_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image], epochs: int = 8,
                    batch_size: int = 64, lr: float = 2e-3, width: int = 16, seed: int = 0,
-                   device: str = "cpu", progress: bool = False) -> Detector:
-    """Train a detector on real vs generated images (balanced by reweighting the loss)."""
+                   device: str = "cpu", progress: bool = False, highpass: bool = False,
+                   augmentation: Augmentation = Augmentation(), steps: int | None = None
+                   ) -> Detector:
+    """Train a detector on real vs generated images (balanced by reweighting the loss) for
+    ``epochs`` passes, or exactly ``steps`` batches when given."""
     if len(real) < 2 or len(fake) < 2:
         raise DataError(f"training a detector needs at least 2 real and 2 generated images, "
                         f"got {len(real)} and {len(fake)}")
-    if epochs < 1:
-        raise ConfigError(f"epochs must be at least 1, got {epochs}")
+    if epochs < 1 or (steps is not None and steps < 1):
+        raise ConfigError(f"epochs and steps must be at least 1, got {epochs} and {steps}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = DetectorNet(width).to(device)
+    net = DetectorNet(width, highpass).to(device)
     images = [prepare(im) for im in real] + [prepare(im) for im in fake]
     labels = np.concatenate([np.zeros(len(real)), np.ones(len(fake))]).astype(np.float32)
     positive_weight = torch.tensor(len(real) / len(fake), device=device)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=positive_weight)
-    steps = epochs * max(1, len(images) // batch_size)
+    if steps is None:
+        steps = epochs * max(1, len(images) // batch_size)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     start, losses = time.perf_counter(), []
     net.train()
     for step in range(steps):
         index = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
-        batch = to_batch([augment(images[i], rng) for i in index]).to(device)
+        batch = to_batch([augment(images[i], rng, augmentation) for i in index]).to(device)
         loss = loss_fn(net(batch), torch.from_numpy(labels[index]).to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -198,8 +302,10 @@ def train_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image], epo
             print(f"step {step + 1}/{steps} loss {np.mean(losses[-50:]):.4f}")
     record = {"trained_on": {"real": len(real), "generated": len(fake)}, "epochs": epochs,
               "steps": steps, "seconds": round(time.perf_counter() - start, 1),
-              "final_loss": float(np.mean(losses[-20:]))}
-    return Detector(DetectorConfig(width), {"net": net.cpu().eval()}, record)
+              "final_loss": float(np.mean(losses[-20:])),
+              "augmentation": {k: list(v) if isinstance(v, tuple) else v
+                               for k, v in vars(augmentation).items()}}
+    return Detector(DetectorConfig(width, highpass=highpass), {"net": net.cpu().eval()}, record)
 
 
 #: prompts used to make generated training images when no captions are given
@@ -263,7 +369,7 @@ def generate_fakes(model: str | Path, count: int, seed: int = 0,
                               "(--sources DIR, default: the --real folder)")
         pipe = ImageToImagePipeline.from_pretrained(folder, device=device)
         pipe.watermark = False
-        directions = pipe.directions or [None]
+        directions = pipe.directions or pipe.styles or [None]
         out = []
         index = 0
         while len(out) < count:

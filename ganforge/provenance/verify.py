@@ -25,7 +25,8 @@ from ganforge.provenance.metadata import PREFIX
 if TYPE_CHECKING:  # the detector needs torch: imported only when an image is scored
     from ganforge.provenance.detector import Detector
 
-#: detector probability at or above which an image without other evidence is likely generated
+#: detector probability at or above which an image without other evidence is likely generated,
+#: for detectors without a calibrated threshold of their own (``Detector.threshold``)
 LIKELY_THRESHOLD = 0.5
 ImageSource = str | Path | bytes | Image.Image
 
@@ -137,18 +138,21 @@ def verify_image(source: ImageSource, detector: Detector | None = None,
     metadata = {k[len(PREFIX):]: str(v) for k, v in image.info.items()
                 if isinstance(k, str) and k.startswith(PREFIX)}
     mark = watermark.detect(image)
-    probability = None
+    probability, threshold = None, LIKELY_THRESHOLD
     if use_detector:
-        probability = float((detector or _default_detector()).probability([image])[0])
+        detector = detector or _default_detector()
+        probability = float(detector.probability([image])[0])
+        threshold = detector.threshold
     manifest = _read_c2pa(source)
-    verdict, reason = _verdict(mark, metadata, probability, manifest)
+    verdict, reason = _verdict(mark, metadata, probability, manifest, threshold)
     return VerifyResult(source=name, verdict=verdict, reason=reason, watermark=mark.as_dict(),
                         metadata=metadata, detector_probability=probability, size=image.size,
                         c2pa=manifest)
 
 
 def _verdict(mark: watermark.WatermarkResult, metadata: dict[str, str],
-             probability: float | None, manifest: dict[str, Any]) -> tuple[str, str]:
+             probability: float | None, manifest: dict[str, Any],
+             threshold: float = LIKELY_THRESHOLD) -> tuple[str, str]:
     if mark.found:
         shipped = watermark.known_models().get(mark.model_id)
         name = f", the shipped {shipped}" if shipped else ""
@@ -164,7 +168,7 @@ def _verdict(mark: watermark.WatermarkResult, metadata: dict[str, str],
                     "but the mark is gone (edited, or the metadata is copied)")
         return ("likely-generated", "ganforge metadata present (written at generation, "
                 "watermark turned off); metadata can be copied or forged")
-    if probability is not None and probability >= LIKELY_THRESHOLD:
+    if probability is not None and probability >= threshold:
         return ("likely-generated", f"no watermark or metadata, but the detector gives "
                 f"{probability:.2f}")
     return "no-evidence", "no watermark, no ganforge metadata" + (

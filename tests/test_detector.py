@@ -1,0 +1,115 @@
+"""The detector of generated images: learning, threshold calibration, saving, older configs."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from ganforge.data.synthetic import draw_shapes, random_layout
+from ganforge.errors import ConfigError, DataError
+from ganforge.provenance.detector import (
+    Detector,
+    DetectorConfig,
+    DetectorNet,
+    calibrate_threshold,
+    simulate_artifacts,
+    train_detector,
+)
+from ganforge.provenance.verify import verify_image
+
+
+def smooth_shapes(seed: int) -> Image.Image:
+    """A 'real' image: antialiased shapes on white at 64 px."""
+    return draw_shapes(random_layout(random.Random(seed), 64), 64, "a").filter(
+        ImageFilter.GaussianBlur(0.8))
+
+
+def upsampled(seed: int) -> Image.Image:
+    """A 'generated' image: the same kind of shapes made at 32 px and upsampled x2 by nearest
+    neighbours with a faint period-2 checkerboard (a transposed convolution's trace)."""
+    small = smooth_shapes(seed).resize((32, 32), Image.Resampling.BICUBIC)
+    array = np.asarray(small.resize((64, 64), Image.Resampling.NEAREST), np.float64)
+    y, x = np.mgrid[:64, :64]
+    array = array + 12.0 * ((x + y) % 2 * 2 - 1)[..., None]
+    return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[Detector, list[Image.Image], list[Image.Image]]:
+    """A tiny detector trained on 48 + 48 images; 32 + 32 held-out images."""
+    torch.set_num_threads(1)
+    real = [smooth_shapes(s) for s in range(80)]
+    fake = [upsampled(s) for s in range(1000, 1080)]
+    detector = train_detector(real[:48], fake[:48], steps=120, batch_size=32, width=8,
+                              highpass=True, seed=0)
+    return detector, real[48:], fake[48:]
+
+
+def test_detector_separates_held_out_upsampling_artifacts(trained) -> None:
+    detector, real, fake = trained
+    figures = detector.evaluate(real, fake)
+    assert figures["auc"] > 0.9, (figures, detector.metadata)
+
+
+def test_calibrated_threshold_keeps_false_positives_at_most_the_asked_rate(trained) -> None:
+    detector, real, fake = trained
+    for rate in (0.0, 0.05, 0.25):
+        threshold = detector.calibrate(real, rate)
+        assert detector.threshold == threshold
+        assert detector.evaluate(real, fake)["fpr"] <= rate
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.random(997), [0.5, 0.5, 0.5]])  # ties count against us
+    for rate in (0.0, 0.001, 0.01, 0.1):
+        assert np.mean(scores >= calibrate_threshold(scores, rate)) <= rate
+    # the lowest such threshold: one step lower would flag one real image too many
+    threshold = calibrate_threshold(scores, 0.01)
+    assert np.mean(scores >= np.nextafter(threshold, -np.inf)) > 0.01
+    with pytest.raises(DataError):
+        calibrate_threshold(np.zeros(0))
+    with pytest.raises(ConfigError):
+        calibrate_threshold(scores, 1.0)
+
+
+def test_save_and_load_keep_the_threshold_and_verify_uses_it(trained, tmp_path: Path) -> None:
+    detector, real, _ = trained
+    detector.calibrate(real, 0.05)
+    loaded = Detector.from_pretrained(detector.save_pretrained(tmp_path / "det"))
+    assert loaded.config == detector.config and loaded.threshold == detector.threshold
+    assert np.allclose(loaded.probability(real[:4]), detector.probability(real[:4]))
+    image = real[0]
+    probability = float(loaded.probability([image])[0])
+    loaded.config.threshold = probability
+    assert verify_image(image, detector=loaded).verdict == "likely-generated"
+    loaded.config.threshold = float(np.nextafter(probability, np.inf))
+    assert verify_image(image, detector=loaded).verdict == "no-evidence"
+
+
+def test_config_without_threshold_loads_with_the_default(tmp_path: Path) -> None:
+    """A detector saved before the threshold (and the high-pass input) existed."""
+    from safetensors.torch import save_file
+
+    net = DetectorNet(8).eval()
+    save_file({f"net.{k}": v.contiguous() for k, v in net.state_dict().items()},
+              str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({
+        "format": "ganforge-artifact", "kind": "detector", "version": 1,
+        "ganforge_version": "0.1.0", "config": {"width": 8, "size": 64},
+        "metadata": {"epochs": 5}}))
+    loaded = Detector.from_pretrained(tmp_path)
+    assert loaded.config == DetectorConfig(width=8) and loaded.threshold == 0.5
+    assert not loaded.config.highpass
+
+
+def test_simulated_artifacts_change_a_real_image_and_are_seeded() -> None:
+    image = smooth_shapes(3)
+    first = simulate_artifacts(image, np.random.default_rng(1))
+    again = simulate_artifacts(image, np.random.default_rng(1))
+    assert first.size == (64, 64) and first.mode == "RGB"
+    assert np.array_equal(np.asarray(first), np.asarray(again))
+    assert np.abs(np.asarray(first, np.float64) - np.asarray(image, np.float64)).mean() > 0.5
