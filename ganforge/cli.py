@@ -487,8 +487,15 @@ def cmd_detector_train(args: argparse.Namespace) -> int:
 
     real_train, real_test = split(real)
     fake_train, fake_test = split(fake)
+    # half of the held-out real images set the verdict's threshold (at most
+    # --max-false-positive-rate of them flagged), the other half are the report's
+    real_calibration = real_test[:len(real_test) // 2] or real_test
+    real_test = real_test[len(real_test) // 2:]
     detector = det.train_detector(real_train, fake_train, epochs=args.epochs, seed=args.seed,
                                   device=_device(args.device), progress=not args.no_progress)
+    threshold = detector.calibrate(real_calibration, args.max_false_positive_rate)
+    print(f"threshold {threshold:.4f}: flags at most {args.max_false_positive_rate:.1%} of "
+          f"{len(real_calibration)} held-out real images")
     report = {"held_out": detector.evaluate(real_test, fake_test)}
     if args.test_fake:
         unseen = det.load_images(args.test_fake, args.limit, args.seed)
@@ -762,7 +769,11 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
                    "out of training: reported separately")
     p.add_argument("--out", required=True, help="detector folder to write")
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--holdout", type=float, default=0.2, help="share held out for the report")
+    p.add_argument("--holdout", type=float, default=0.2, help="share held out: half of its "
+                   "real images calibrate the threshold, the rest and its generated images "
+                   "are the report's")
+    p.add_argument("--max-false-positive-rate", type=float, default=0.01,
+                   help="share of held-out real images the calibrated threshold may flag")
     p.add_argument("--limit", type=int, help="at most this many images per folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

@@ -204,9 +204,14 @@ def test_detector_train_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
             "--no-progress", "--out", str(tmp_path / "det")]
     assert main(argv) == 1 and "--fake DIR" in capsys.readouterr().err
     assert main([*argv, "--fake", str(tmp_path / "fake")]) == 0
-    assert "held_out: AUC" in capsys.readouterr().out
-    assert Detector.from_pretrained(tmp_path / "det").metadata["evaluation"]["held_out"][
-        "real"] >= 1
+    out = capsys.readouterr().out
+    assert "held_out: AUC" in out and "threshold" in out
+    saved = Detector.from_pretrained(tmp_path / "det")
+    assert saved.metadata["evaluation"]["held_out"]["real"] >= 1
+    # calibrated on held-out real images, not the 0.5 default: none of them is flagged
+    assert saved.threshold != 0.5
+    real = [emoji_like(s) for s in range(12)]
+    assert (saved.probability(real) >= saved.threshold).mean() < 1
 
 
 def test_shipped_default_model_is_named_by_its_watermark_id() -> None:
