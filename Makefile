@@ -35,11 +35,10 @@ default-models: default-text2image default-restyle
 
 default-text2image: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/text2image_emoji.py --data ../shared/data/emoji \
-	    --out runs/default-t2i --steps 4000 --batch-size 32 --channels 16 --threads 1 \
-	    --precision fp32 \
-	    --set generator_channels=24 --set sample_truncation=0.5
-	cp runs/default-t2i/run/model/config.json runs/default-t2i/run/model/model.safetensors \
-	    ganforge/assets/text2image-emoji-64/
+	    --out runs/default-t2i --family ragan --steps 1500 --batch-size 32 --channels 16 \
+	    --threads 1 --precision bf16 --checkpoint-every 250 --eval-every 250 \
+	    --set rank_margin=1.0 --ship ganforge/assets/text2image-emoji-64 \
+	    --sample-set rank_margin=0.05
 
 default-restyle: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/restyle_emoji.py --out runs/default-restyle \

@@ -94,8 +94,8 @@ TOTAL_S = 530
 SPEC_TFLOPS = {"bf16": 989.0, "fp32": 67.0}
 TARGET_TEXT2IMAGE_IMG_PER_S = 20_000
 #: the Makefile's `default-text2image` recipe (tests/test_gpu_suite.py checks they agree)
-RECIPE_ARGS = ["--steps", "4000", "--batch-size", "32", "--channels", "16",
-               "--set", "generator_channels=24", "--set", "sample_truncation=0.5"]
+RECIPE_ARGS = ["--family", "ragan", "--steps", "1500", "--batch-size", "32", "--channels", "16",
+               "--set", "rank_margin=1.0"]
 #: prompts the sampling sections use (also put into the sentence table)
 PROMPTS = ["grinning face with sunglasses", "red heart", "cat face", "thumbs up", "fire",
            "rocket", "green apple", "purple car"]
@@ -674,8 +674,8 @@ def section_training(suite: Suite, fig: Figures) -> None:
         save_table(table, prompts, F.normalize(
             torch.randn(len(prompts), MINILM_DIM, generator=torch.Generator().manual_seed(0)),
             dim=1), "random unit vectors (dry run)")
-        recipe = ["--steps", "2", "--batch-size", "4", "--channels", "8", "--set",
-                  "generator_channels=8", "--set", "sample_truncation=0.5", "--threads", "1"]
+        recipe = ["--family", "ragan", "--steps", "2", "--batch-size", "4", "--channels", "8",
+                  "--set", "generator_channels=8", "--threads", "1"]
         every, r, reserve = 1, 2, 20.0
         fig["recipe"] = "dry run: synthetic shapes, 2 steps, 8 channels, random sentence table"
     else:

@@ -71,6 +71,8 @@ def curve(run: Path, captions: Path, train_captions: int = 600, every: int = 1,
     for step, path in kept[::every]:
         ema = load_checkpoint(path)["ema"]
         for name, net in pipe.networks.items():
+            if name not in ema:  # not trained (a retrieval memory): the same at every step
+                continue
             shadow = {k.removeprefix("shadow."): v for k, v in ema[name].items()
                       if k.startswith("shadow.")}
             net.load_state_dict(shadow)

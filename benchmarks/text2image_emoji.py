@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--text-encoder", default="minilm", choices=["minilm", "tiny"])
+    parser.add_argument("--family", default="dfgan", choices=["dfgan", "ragan"],
+                        help="dfgan, or ragan: the retrieval-augmented GAN (never retrieves an "
+                             "emoji's own skin-tone variants in training: base_id groups)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0 = torch's default: all cores)")
     parser.add_argument("--ema-decay", type=float, default=0.999)
@@ -56,6 +60,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="the loop's precision (the shipped model was trained in fp32)")
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a model option, e.g. recon_weight=5 (JSON value)")
+    parser.add_argument("--ship", type=Path,
+                        help="after training, copy the exported model (config.json and "
+                             "model.safetensors) into this folder (its model card stays)")
+    parser.add_argument("--sample-set", action="append", default=[], metavar="OPTION=VALUE",
+                        help="a sampling setting written into the shipped config.json, e.g. "
+                             "rank_margin=0.05 (JSON value)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -63,12 +73,15 @@ def main(argv: list[str] | None = None) -> None:
 
     out = Path(args.out)
     captions = write_split_metadata(Path(args.data), out)
+    data = {"captions": str(captions), "split": "train"}
+    if args.family == "ragan":
+        data["retrieval_group"] = "base_id"
     config = RunConfig(
-        family="dfgan",
+        family=args.family,
         model={"size": 64, "generator_channels": args.channels,
                "discriminator_channels": args.channels, "text_encoder": args.text_encoder,
                "text_dim": 128, "text_layers": 2, "max_tokens": 96, **model_options},
-        data={"captions": str(captions), "split": "train"},
+        data=data,
         train={"steps": args.steps, "batch_size": args.batch_size, "device": args.device,
                "lr_decay_start": 1.0, "ema_decay": args.ema_decay,
                "sample_every": args.checkpoint_every, "checkpoint_every": args.checkpoint_every,
@@ -76,6 +89,21 @@ def main(argv: list[str] | None = None) -> None:
                "eval_every": args.eval_every, "precision": args.precision},
     )
     train(config, out / "run", resume=(out / "run" / "config.json").exists())
+    if args.ship:
+        ship(out / "run" / "model", args.ship,
+             {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.sample_set)})
+
+
+def ship(model: Path, target: Path, sampling: dict) -> None:
+    """Copy the exported model into ``target`` with ``sampling`` settings in its config."""
+    header = json.loads((model / "config.json").read_text())
+    unknown = sorted(set(sampling) - set(header["config"]))
+    if unknown:
+        raise SystemExit(f"--sample-set: {', '.join(unknown)} not in the model's config")
+    header["config"].update(sampling)
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(model / "model.safetensors", target / "model.safetensors")
+    (target / "config.json").write_text(json.dumps(header, indent=2) + "\n")
 
 
 if __name__ == "__main__":

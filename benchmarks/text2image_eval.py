@@ -51,8 +51,8 @@ def timed(fn, repeats: int, device: torch.device) -> float:  # type: ignore[no-u
 
 def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
             fid_weights: str | None, floor_split: str | None = "train") -> dict:
-    """FID/KID/precision/recall and R-precision of one image per ``split`` caption (image 0
-    of each prompt: the same noise for every caption), the FID floor (as many real images of
+    """FID/KID/precision/recall and R-precision of one image per ``split`` caption (caption
+    j drawn with image j's noise of seed 0), the FID floor (as many real images of
     ``floor_split`` against the same real images), R-precision on as many training captions,
     and the grids."""
     data = CaptionedImages.load(captions, pipe.size, split=split)
@@ -64,10 +64,21 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
         train_prompts = [pool.captions[i][0] for i in chosen.tolist()]
     prompts = [caps[0] for caps in data.captions]
     real = data.images.float() / 255
-    fake = torch.cat([pipe.generate_tensor(pipe.encode(prompts[i:i + 256]),
-                                           pipe.noise(1, 0).repeat(len(prompts[i:i + 256]), 1))
-                      for i in range(0, len(prompts), 256)]).add(1).div(2).cpu()
+    # one noise draw per caption (image j of seed 0 for caption j), as FID is usually taken
+    noise = pipe.noise(len(prompts), 0)
+    sentence = pipe.encode(prompts)
+    fake = pipe.generate_tensor(sentence, noise).add(1).div(2).cpu()
     result: dict = {"count": len(prompts), "split": split}
+    # a retrieval-augmented model: the training images it started from, scored the same way
+    # (what the generator adds over retrieval alone) and how far it moved from them
+    starts = None
+    if hasattr(pipe.model, "retrieve"):
+        index, _ = pipe.model.retrieve(sentence.to(pipe.device), noise.to(pipe.device))
+        starts = pipe.model.modules["memory"].images()[index].float().div(255).cpu()
+        result["edit_mean_abs_grey_levels"] = float((fake - starts).abs().mean() * 255)
+        nearest, _ = pipe.model.retrieve(sentence.to(pipe.device),
+                                         torch.zeros_like(noise).to(pipe.device))
+        result["start_is_nearest_share"] = float((index == nearest).float().mean())
     try:
         features = InceptionFeatures.load(fid_weights)
         real_f, fake_f = features.features_of(real), features.features_of(fake)
@@ -77,6 +88,12 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
                       kid=kid_from_features(fake_f, real_f)[0],
                       precision=precision, recall=recall,
                       fid_real_halves=fid_from_features(real_f[:half], real_f[half:]))
+        if starts is not None:
+            start_f = features.features_of(starts)
+            sp, sr = precision_recall(real_f, start_f, k=3)
+            result.update(retrieval_only_fid=fid_from_features(start_f, real_f),
+                          retrieval_only_kid=kid_from_features(start_f, real_f)[0],
+                          retrieval_only_precision=sp, retrieval_only_recall=sr)
         if other is not None:  # the floor: as many other real images against the same set
             other_f = features.features_of(other)
             result.update(fid_floor_other_real=fid_from_features(other_f, real_f),
@@ -91,9 +108,12 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
         real_report = r_precision(scorer, real * 2 - 1, prompts)
         result.update(r_precision=fake_report.mean, r_precision_ci=fake_report.ci,
                       r_precision_real=real_report.mean)
+        if starts is not None:
+            result["retrieval_only_r_precision"] = r_precision(scorer, starts * 2 - 1,
+                                                               prompts).mean
         if train_prompts:
             drawn = pipe.generate_tensor(pipe.encode(train_prompts),
-                                         pipe.noise(1, 0).repeat(len(train_prompts), 1))
+                                         pipe.noise(len(train_prompts), 0))
             result["r_precision_train_captions"] = r_precision(scorer, drawn,
                                                                train_prompts).mean
     except (ImportError, GanforgeError) as exc:
@@ -120,14 +140,14 @@ def speed(pipe: TextToImagePipeline, device: torch.device, repeats: int, batch: 
     if device.type == "cuda":
         generator = generator.to(memory_format=torch.channels_last)
     if compile_generator:
-        generator = torch.compile(generator)
+        pipe.model.modules["generator"] = torch.compile(generator)
     rows = pipe.encode(prompt).repeat(batch, 1).to(device)
     z = pipe.noise(batch, 0).to(device)
 
     def run() -> None:
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
                                              enabled=device.type == "cuda"):
-            generator(z, rows)
+            pipe.model.generate(rows, z)
 
     batch_ms = timed(run, max(5, repeats // 10), device)
     result.update(batched_size=batch, batched_img_per_s=batch / batch_ms * 1000)

@@ -27,6 +27,7 @@ MODELS = {
     "cyclegan": "ganforge.inference.cyclegan:CycleGANModel",
     "unit": "ganforge.inference.unit:UNITModel",
     "pix2pix": "ganforge.inference.pix2pix:Pix2PixModel",
+    "ragan": "ganforge.inference.ragan:RAGANModel",
     "stargan": "ganforge.inference.stargan:StarGANModel",
     "esrgan": "ganforge.inference.esrgan:ESRGANModel",
     "vqgan": "ganforge.inference.vqgan:ImageTokenizer",

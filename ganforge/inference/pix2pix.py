@@ -32,11 +32,17 @@ class UNetGenerator(nn.Module):
     transposed conv4x4/2 (``upsample="transpose"``) or nearest-neighbour doubling followed by a
     conv3x3 (``"resize"``), which cannot draw the transposed convolution's checkerboard
     (Odena et al. 2016, "Deconvolution and checkerboard artifacts").
+
+    With ``residual`` the last layer has no tanh and its output is added to the input image
+    (its weights start at zero, see ``zero_residual``): an untrained network is the identity
+    map, and training learns the change, keeping the input's edges where nothing must move.
     """
 
     def __init__(self, channels: int = 64, depth: int = 6, norm: str = "instance",
-                 dropout: float = 0.5, max_channels: int = 512, upsample: str = "transpose"):
+                 dropout: float = 0.5, max_channels: int = 512, upsample: str = "transpose",
+                 residual: bool = False):
         super().__init__()
+        self.residual = residual
         if upsample not in UPSAMPLE:
             raise ValueError(f"upsample {upsample!r} is unknown; known: {', '.join(UPSAMPLE)}")
 
@@ -60,7 +66,8 @@ class UNetGenerator(nn.Module):
         for i in reversed(range(depth)):
             inner = widths[i] if i == depth - 1 else 2 * widths[i]
             if i == 0:
-                self.up.append(nn.Sequential(nn.ReLU(), *up(inner, 3), nn.Tanh()))
+                tail = [] if residual else [nn.Tanh()]
+                self.up.append(nn.Sequential(nn.ReLU(), *up(inner, 3), *tail))
                 continue
             layers = [nn.ReLU(), *up(inner, widths[i - 1]), make_norm(norm, widths[i - 1])]
             if dropout > 0 and i >= depth - 3:
@@ -76,7 +83,13 @@ class UNetGenerator(nn.Module):
         x = self.up[0](skips.pop())
         for layer in self.up[1:]:
             x = layer(torch.cat([x, skips.pop()], 1))
-        return x
+        return images + x if self.residual else x
+
+    def zero_residual(self) -> None:
+        """Start a residual network at the identity map (its last layer at zero)."""
+        last = self.up[-1][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
 
 @dataclass
@@ -93,12 +106,14 @@ class Pix2PixInferenceConfig:
     norm: str = "instance"
     dropout: float = 0.5
     upsample: str = "transpose"
+    residual: bool = False
 
 
 def build_generator(config: Any) -> UNetGenerator:
     """The U-Net for a config with pix2pix's shape fields (inference or training)."""
     return UNetGenerator(config.generator_channels, config.generator_depth, config.norm,
-                         config.dropout, config.generator_max_channels, config.upsample)
+                         config.dropout, config.generator_max_channels, config.upsample,
+                         config.residual)
 
 
 class Pix2PixModel(ImageToImageModel):

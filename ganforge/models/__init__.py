@@ -9,13 +9,14 @@ from ganforge.models.dfgan import DFGAN
 from ganforge.models.esrgan import ESRGAN
 from ganforge.models.maskgit import MaskGIT
 from ganforge.models.pix2pix import Pix2Pix
+from ganforge.models.ragan import RAGAN
 from ganforge.models.stargan import StarGAN
 from ganforge.models.unit import UNIT
 from ganforge.models.vqgan import VQGAN
 
 FAMILIES: dict[str, type[Family]] = {family.name: family for family in (CycleGAN, DFGAN, UNIT,
                                                                       ESRGAN, StarGAN, VQGAN,
-                                                                      MaskGIT, Pix2Pix)}
+                                                                      MaskGIT, Pix2Pix, RAGAN)}
 #: names a user may type for a family: the task it serves
 ALIASES = {"text2image": "dfgan"}
 

@@ -305,11 +305,18 @@ class DFGAN(Family):
             device = next(self.networks.parameters()).device
             return self.frozen_text.to(device).encode(prompts).sentence.float()
 
+    def draw(self, nets: Mapping[str, nn.Module], noise: torch.Tensor, sentence: torch.Tensor,
+             batch: dict[str, Any]) -> torch.Tensor:
+        """The generator's images [B, 3, S, S] for noise [B, Z] and sentences [B, D] (a family
+        that also reads the batch, such as the retrieval-augmented one, overrides this)."""
+        del batch
+        return nets["generator"](noise, sentence)
+
     def step(self, nets: Mapping[str, nn.Module], batch: dict[str, Any],
              opt: Optimization) -> dict[str, torch.Tensor]:
         c = self.config
         real = batch["images"]
-        critic, generator = nets["discriminator"], nets["generator"]
+        critic = nets["discriminator"]
 
         # critic (and trainable text encoder): real+text real, fake+text and real+other fake
         self.critic_steps += 1
@@ -325,7 +332,7 @@ class DFGAN(Family):
                 anchored[:round(c.recon_rows * real.shape[0])] = True
                 anchored &= batch["single"].to(real.device)
             noise[anchored] = 0
-            fake = generator(noise, sentence.detach())
+            fake = self.draw(nets, noise, sentence.detach(), batch)
             real_in = diff_augment(real, c.augment).requires_grad_(penalize)
             # the penalty differentiates with respect to the (normalised) text too, even a
             # frozen encoder's
@@ -391,7 +398,7 @@ class DFGAN(Family):
         image in the batch (L1 at 16 px) is their own (higher is better; chance 1/B)."""
         real = batch["images"]
         noise = torch.zeros(real.shape[0], self.config.noise_dim, device=real.device)
-        fake = nets["generator"](noise, self.encode(nets, batch["captions"])).float()
+        fake = self.draw(nets, noise, self.encode(nets, batch["captions"]), batch).float()
         fake = fake.clamp(-1, 1)
         small_fake = F.adaptive_avg_pool2d(fake, 16).flatten(1)
         small_real = F.adaptive_avg_pool2d(real.float(), 16).flatten(1)
@@ -409,8 +416,8 @@ class DFGAN(Family):
         sentence = self.encode(nets, batch["captions"])
         gen = torch.Generator().manual_seed(0)
         zero = torch.zeros(real.shape[0], self.config.noise_dim, device=real.device)
-        rows = [real, nets["generator"](zero, sentence)]
+        rows = [real, self.draw(nets, zero, sentence, batch)]
         for _ in range(2):
             noise = torch.randn(real.shape[0], self.config.noise_dim, generator=gen)
-            rows.append(nets["generator"](noise.to(real.device), sentence))
+            rows.append(self.draw(nets, noise.to(real.device), sentence, batch))
         return rows

@@ -50,6 +50,8 @@ class Pix2PixConfig:
     upsample: str = option("transpose", "how the U-Net's decoder doubles the resolution: "
                                         "transpose (the paper's transposed conv) or resize "
                                         "(nearest x2 + conv3x3: no checkerboard)")
+    residual: bool = option(False, "the U-Net adds its output to the input image (starts as "
+                                   "the identity map; learns the change)")
     discriminator_channels: int = option(64, "channels of the critic's first layer")
     discriminator_layers: int = option(3, "strided layers of the PatchGAN (3 = 70x70 patches, "
                                           "2 = 34x34)")
@@ -159,6 +161,8 @@ class Pix2Pix(Family):
                                              c.norm, in_channels=6)}
         for net in nets.values():
             init_normal(net)
+        if model_config.residual:
+            nets["generator"].zero_residual()
         return nets
 
     @classmethod
@@ -169,7 +173,7 @@ class Pix2Pix(Family):
             size=data_config.size, background=data_config.background,
             generator_channels=c.generator_channels,
             generator_max_channels=c.generator_max_channels, generator_depth=c.generator_depth,
-            norm=c.norm, dropout=c.dropout, upsample=c.upsample)
+            norm=c.norm, dropout=c.dropout, upsample=c.upsample, residual=c.residual)
 
     def load_data(self, data_config: PairedDataConfig, seed: int) -> PairedImages:
         levels = 2 ** self.config.generator_depth

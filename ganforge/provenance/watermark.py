@@ -736,7 +736,7 @@ def _false_positive_bound_v1() -> float:
 
 
 #: saved kinds whose outputs are watermarked (the tools beside them are not generators)
-GENERATOR_KINDS = ("dfgan", "maskgit", "cyclegan", "unit", "pix2pix", "stargan", "esrgan")
+GENERATOR_KINDS = ("dfgan", "ragan", "maskgit", "cyclegan", "unit", "pix2pix", "stargan", "esrgan")
 
 
 @cache

@@ -1,0 +1,147 @@
+"""Retrieval-augmented text-to-image GAN: it learns the edit, its memory round-trips, bad
+input is named."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from ganforge.cli import main
+from ganforge.config import RunConfig
+from ganforge.data.synthetic import CAPTION_COLOURS, SHAPES, draw_shape
+from ganforge.errors import CheckpointError, DataError
+from ganforge.inference.ragan import Memory, RAGANModel
+from ganforge.pipelines import TextToImagePipeline
+from ganforge.train.loop import train
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None,
+                                reason="the minilm extra (sentence-transformers) is not "
+                                       "installed")
+
+TINY = {"size": 16, "generator_channels": 8, "discriminator_channels": 8, "noise_dim": 16}
+
+
+def _shapes(out: Path, size: int = 16) -> Path:
+    """One image per caption "a {colour} {shape}" with colour and shape columns; a shape sits
+    at the same place in every colour, so a same-shape neighbour differs only in colour."""
+    (out / "images").mkdir(parents=True)
+    rows = []
+    for colour in CAPTION_COLOURS:
+        for s, shape in enumerate(SHAPES):
+            image = Image.new("RGB", (size, size), (255, 255, 255))
+            x0 = s * size // 8
+            draw_shape(ImageDraw.Draw(image), shape, (x0, 2, x0 + size // 2, 2 + size // 2),
+                       CAPTION_COLOURS[colour])
+            name = f"{colour}-{shape}.png"
+            image.save(out / "images" / name)
+            rows.append({"image": f"images/{name}", "caption": f"a {colour} {shape}",
+                         "colour": colour, "shape": shape})
+    (out / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out / "captions.jsonl"
+
+
+def _config(captions: Path, steps: int, group: str = "colour", **model: object) -> RunConfig:
+    return RunConfig(family="ragan", model={**TINY, **model},
+                     data={"captions": str(captions), "retrieval_group": group},
+                     train={"steps": steps, "batch_size": 12, "progress": False,
+                            "sample_every": steps, "checkpoint_every": steps,
+                            "lr_decay_start": 1.0, "ema_decay": 0.95, "eval_every": steps,
+                            "eval_images": 12})
+
+
+@pytest.fixture(scope="module")
+def captions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _shapes(tmp_path_factory.mktemp("ragan-data"))
+
+
+def test_the_generator_learns_the_edit_from_a_neighbour_to_the_caption(
+        tmp_path: Path, captions: Path) -> None:
+    """Images of the same colour are never each other's neighbour, so every caption starts
+    from its shape in another colour; trained with L1 from those starts (--neighbour-recon),
+    after a short run the zero-noise image is far nearer the caption's own image than that
+    start. An untrained generator returns the start (its
+    edit starts at zero), and one that ignores the text cannot know which colour to paint."""
+    train(_config(captions, 300, generator_channels=16, recon_weight=10, neighbour_recon=True,
+                  recon_rows=0.5, self_rows=0.0), tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "logs" / "scalars.jsonl").open()]
+    (quality,) = [r for r in rows if "quality/l1" in r]
+    assert quality["quality/start_l1"] > 0.1, quality  # the starts really are other colours
+    assert quality["quality/l1"] < 0.5 * quality["quality/start_l1"], quality
+
+
+def test_saved_model_carries_its_memory_and_reproduces(tmp_path: Path, captions: Path) -> None:
+    train(_config(captions, 2), tmp_path / "run")
+    model = RAGANModel.from_pretrained(tmp_path / "run")
+    pipe = TextToImagePipeline(model)
+    # the memory is every training image, lossless, with its caption
+    memory = model.modules["memory"].images()
+    first = torch.from_numpy(np.array(
+        Image.open(captions.parent / "images" / "red-circle.png").convert("RGB")))
+    index = model.config.memory_captions.index("a red circle")
+    assert torch.equal(memory[index], first.permute(2, 0, 1))
+    # zero noise starts from the nearest caption: for a training caption, its own image
+    sentence = pipe.encode(["a red circle"])
+    assert model.starting_captions(sentence, torch.zeros(1, 16)) == ["a red circle"]
+    # a large first noise value starts from a farther neighbour, but only among those about
+    # as similar as the nearest: a prompt that names one image keeps starting from it
+    far = torch.zeros(1, 16)
+    far[0, 0] = 2.5
+    assert model.starting_captions(sentence, far) == ["a red circle"]
+    model.config.rank_margin = 1.0
+    assert model.starting_captions(sentence, far) != ["a red circle"]
+    model.config.rank_margin = 0.05
+    a = pipe("a red circle", num_images=3, seed=5)
+    b = TextToImagePipeline.from_pretrained(tmp_path / "run")("a red circle", 3, seed=5)
+    assert [im.tobytes() for im in a] == [im.tobytes() for im in b]
+
+
+def test_damaged_memory_is_a_clear_error() -> None:
+    images = torch.randint(0, 255, (3, 3, 8, 8), dtype=torch.uint8)
+    memory = Memory.of(images, torch.randn(3, 384))
+    assert torch.equal(memory.images(), images)
+    memory.png[memory.offsets[1]:memory.offsets[2]] = 7
+    memory._decoded = None
+    with pytest.raises(CheckpointError, match="memory image 1 cannot be decoded"):
+        memory.images()
+
+
+def test_bad_retrieval_settings_are_named(tmp_path: Path, captions: Path, capsys) -> None:
+    with pytest.raises(DataError, match="--retrieval-group 'nope': no such column"):
+        train(_config(captions, 1, group="nope"), tmp_path / "a")
+    rows = [json.loads(line) for line in captions.read_text().splitlines()]
+    one = tmp_path / "one.jsonl"
+    one.write_text("".join(json.dumps({**r, "image": str(captions.parent / r["image"]),
+                                        "all": 1}) + "\n" for r in rows))
+    with pytest.raises(DataError, match="every image is in one group"):
+        train(_config(one, 1, group="all"), tmp_path / "b")
+    assert main(["train", "ragan", "--captions", str(captions), "--text-encoder", "tiny",
+                 "--out", str(tmp_path / "c"), "--steps", "1"]) == 1
+    assert "frozen text encoder: use --text-encoder minilm" in capsys.readouterr().err
+
+
+def test_self_rows_start_from_their_own_image_and_alone_get_l1(captions: Path) -> None:
+    """--self-rows: that share of rows starts from its own image (similarity 1); without
+    --neighbour-recon only those rows have an L1 target. Rows never start from an image of
+    their own retrieval group otherwise, and the draws repeat for the same epoch."""
+    from ganforge.config import from_dict
+    from ganforge.models.ragan import RAGAN, RAGANConfig, RetrievalDataConfig
+
+    family = RAGAN(RAGANConfig(**TINY, self_rows=0.5).validate())
+    data = family.load_data(from_dict(RetrievalDataConfig, {
+        "captions": str(captions), "retrieval_group": "colour"}), seed=0)
+    indices = torch.arange(len(data))
+    batch = data.batch(indices, epoch=3)
+    own = batch["neighbours"][:, 0] == indices
+    assert 0.2 < own.float().mean() < 0.8
+    assert torch.equal(batch["single"], own)
+    assert (batch["neighbour_similarity"][own] == 1).all()
+    colours = [data.fields[i]["colour"] for i in range(len(data))]
+    for i in indices[~own].tolist():
+        assert all(colours[j] != colours[i] for j in batch["neighbours"][i].tolist())
+    assert torch.equal(data.batch(indices, epoch=3)["neighbours"], batch["neighbours"])
