@@ -319,6 +319,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         images = pipe(prompts, num_images=args.num_images, seed=args.seed,
                       truncation=args.truncation, **sampling)
+        started = _starting_captions(pipe, prompts, args)
         if upscaler is not None:
             fields = add_step(fields, upscale_step(upscaler, images[0].size))
             images = upscaler(images)
@@ -326,8 +327,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         for p, prompt in enumerate(prompts):
             row = images[p * args.num_images:(p + 1) * args.num_images]
             for j, image in enumerate(row):
-                save_png(image, out / f"{_slug(prompt)}_s{args.seed}_{j:03d}.png",
-                         {**fields, "prompt": prompt, "index": j}, c2pa=signer)
+                made = {**fields, "prompt": prompt, "index": j}
+                if started:  # a retrieval-augmented model: the training image it edited
+                    made["started_from"] = started[p * args.num_images + j]
+                save_png(image, out / f"{_slug(prompt)}_s{args.seed}_{j:03d}.png", made,
+                         c2pa=signer)
             grid_rows.append(row)
     from ganforge.provenance.watermark import mark_images
 
@@ -336,6 +340,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     save_png(grid, out / "grid.png", {**fields, **grid_fields}, c2pa=signer)
     print(f"wrote {len(images)} image(s) and grid.png to {out}")
     return 0
+
+
+def _starting_captions(pipe: Any, prompts: list[str], args: argparse.Namespace) -> list[str]:
+    """For a retrieval-augmented model, the caption of the training image each generated
+    image started from (prompt-major, as ``pipe`` returns images); else an empty list."""
+    if not hasattr(pipe.model, "starting_captions"):
+        return []
+    condition = pipe.encode(prompts).repeat_interleave(args.num_images, dim=0)
+    noise = pipe.noise(args.num_images, args.seed, args.truncation).repeat(len(prompts), 1)
+    return pipe.model.starting_captions(condition.to(pipe.device), noise.to(pipe.device))
 
 
 # -------------------------------------------------------------------------- evaluate

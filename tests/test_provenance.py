@@ -214,6 +214,26 @@ def test_detector_train_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert (saved.probability(real) >= saved.threshold).mean() < 1
 
 
+def test_watermark_id_is_kept_until_the_weights_change() -> None:
+    """The id (a hash of every weight) is cached, but follows in-place edits and reloads."""
+    from ganforge.inference.cyclegan import CycleGANInferenceConfig, CycleGANModel
+    from ganforge.pipelines import ImageToImagePipeline
+
+    torch.manual_seed(0)
+    model = CycleGANModel.create(CycleGANInferenceConfig(size=16, generator_channels=4,
+                                                         generator_blocks=1))
+    pipe = ImageToImagePipeline(model)
+    first = pipe.watermark_id
+    assert pipe.watermark_id == first == watermark.model_id_of(model.tensors())
+    with torch.no_grad():
+        next(model.modules.parameters()).add_(1.0)
+    assert pipe.watermark_id == watermark.model_id_of(model.tensors()) != first
+    other = CycleGANModel.create(CycleGANInferenceConfig(size=16, generator_channels=4,
+                                                         generator_blocks=1))
+    model.modules.load_state_dict(other.modules.state_dict())
+    assert pipe.watermark_id == watermark.model_id_of(other.tensors())
+
+
 def test_shipped_default_model_is_named_by_its_watermark_id() -> None:
     from ganforge.pipelines import DEFAULT_MODEL, TextToImagePipeline
 

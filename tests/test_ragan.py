@@ -145,3 +145,14 @@ def test_self_rows_start_from_their_own_image_and_alone_get_l1(captions: Path) -
     for i in indices[~own].tolist():
         assert all(colours[j] != colours[i] for j in batch["neighbours"][i].tolist())
     assert torch.equal(data.batch(indices, epoch=3)["neighbours"], batch["neighbours"])
+
+
+def test_generate_records_the_training_image_each_picture_started_from(
+        tmp_path: Path, captions: Path) -> None:
+    from ganforge.provenance.metadata import read_png_metadata
+
+    train(_config(captions, 2), tmp_path / "run")
+    assert main(["generate", "a red circle", "a blue square", "-n", "2", "--model",
+                 str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 0
+    meta = read_png_metadata(tmp_path / "out" / "a-blue-square_s0_001.png")
+    assert meta["started_from"] == "a blue square" and meta["prompt"] == "a blue square"
