@@ -75,6 +75,20 @@ def test_the_generator_learns_the_edit_from_a_neighbour_to_the_caption(
     assert quality["quality/l1"] < 0.5 * quality["quality/start_l1"], quality
 
 
+def test_the_colour_head_learns_to_recolour_without_neighbour_l1(
+        tmp_path: Path, captions: Path) -> None:
+    """--colour-head: the same problem (each caption starts from its shape in another colour),
+    with no L1 on the edit itself: the affine colour map learnt from the prompt recolours the
+    start, and the zero-noise image ends far nearer the caption's own image than the start."""
+    train(_config(captions, 300, generator_channels=16, colour_head=True, colour_weight=10,
+                  self_rows=0.0), tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "logs" / "scalars.jsonl").open()]
+    (quality,) = [r for r in rows if "quality/l1" in r]
+    assert quality["quality/l1"] < 0.5 * quality["quality/start_l1"], quality
+    assert any("loss/colour" in r for r in rows)
+    assert RAGANModel.from_pretrained(tmp_path / "run").config.colour_head
+
+
 def test_saved_model_carries_its_memory_and_reproduces(tmp_path: Path, captions: Path) -> None:
     train(_config(captions, 2), tmp_path / "run")
     model = RAGANModel.from_pretrained(tmp_path / "run")

@@ -30,9 +30,14 @@ from PIL import Image
 from torch import nn
 
 from ganforge.errors import CheckpointError
-from ganforge.inference.base import TextToImageModel, reject_options
-from ganforge.inference.dfgan import MINILM_DIM, UpBlock, channel_plan
-from ganforge.text.encoders import text_encoder_settings
+from ganforge.inference.base import reject_options
+from ganforge.inference.dfgan import (
+    MINILM_DIM,
+    DFGANInferenceConfig,
+    DFGANModel,
+    UpBlock,
+    channel_plan,
+)
 
 
 def encode_png(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,9 +140,15 @@ class RetrievalGenerator(nn.Module):
     """
 
     def __init__(self, size: int, noise_dim: int, text_dim: int, channels: int,
-                 normalize: bool = True):
+                 normalize: bool = True, colour_head: bool = False):
         super().__init__()
         plan = channel_plan(size, channels)
+        # optional: a per-image affine colour map of the start (3x3 + shift) predicted from
+        # the condition, applied before the edit; starts at the identity
+        self.colour = nn.Linear(COND_DIM, 12) if colour_head else None
+        if self.colour is not None:
+            nn.init.zeros_(self.colour.weight)
+            nn.init.zeros_(self.colour.bias)
         cond = COND_DIM
         self.noise_dim = noise_dim
         self.text_norm = nn.LayerNorm(text_dim)
@@ -157,7 +168,9 @@ class RetrievalGenerator(nn.Module):
         nn.init.zeros_(self.to_rgb[1].bias)
 
     def forward(self, noise: torch.Tensor, sentence: torch.Tensor, start: torch.Tensor,
-                start_key: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
+                start_key: torch.Tensor, similarity: torch.Tensor,
+                with_recoloured: bool = False) -> Any:
+        """The image; with ``with_recoloured``, (image, the start after the colour map)."""
         dtype = noise.dtype
         text = self.text_norm(sentence.to(dtype))
         cond = self.mapping(torch.cat([noise, text, text - self.text_norm(start_key.to(dtype)),
@@ -171,23 +184,24 @@ class RetrievalGenerator(nn.Module):
         x = h + self.stem(cond).view(noise.shape[0], -1, 4, 4)
         for block, merge, skip in zip(self.blocks, self.merge, reversed(skips), strict=True):
             x = merge(torch.cat([block(x, cond), skip], dim=1))
-        return start + self.to_rgb(x)
+        base = start
+        if self.colour is not None:
+            params = self.colour(cond)
+            matrix = params[:, :9].view(-1, 3, 3) + torch.eye(3, dtype=dtype, device=x.device)
+            base = torch.einsum("bij,bjhw->bihw", matrix, start) + params[:, 9:, None, None]
+        out = base + self.to_rgb(x)
+        return (out, base) if with_recoloured else out
 
 
 @dataclass
-class RAGANInferenceConfig:
-    """What sampling a retrieval-augmented GAN needs: the generator's shape, its frozen text
-    encoder, how a neighbour is picked, and the size and captions of its memory."""
+class RAGANInferenceConfig(DFGANInferenceConfig):
+    """What sampling a retrieval-augmented GAN needs: DF-GAN's fields (the generator's shape,
+    its frozen text encoder, the default truncation), the colour head, how a neighbour is
+    picked, and the size and captions of its memory."""
 
-    size: int = 64
-    noise_dim: int = 100
     generator_channels: int = 16
-    fusion_norm: str = "instance"
     text_encoder: str = "minilm"
-    text_dim: int = 256
-    text_layers: int = 4
-    max_tokens: int = 64
-    truncation: float | None = None
+    colour_head: bool = False
     neighbours: int = 3
     rank_spread: float = 1.0
     rank_margin: float = 0.05
@@ -195,19 +209,16 @@ class RAGANInferenceConfig:
     memory_bytes: int = 0
     memory_captions: list[str] = field(default_factory=list)
 
-    @property
-    def sentence_dim(self) -> int:
-        return self.text_dim if self.text_encoder == "tiny" else MINILM_DIM
-
 
 def build_retrieval_generator(config: Any) -> RetrievalGenerator:
     """The generator for a config with the family's shape fields (inference or training)."""
     return RetrievalGenerator(config.size, config.noise_dim, MINILM_DIM,
                               config.generator_channels,
-                              normalize=config.fusion_norm == "instance")
+                              normalize=config.fusion_norm == "instance",
+                              colour_head=config.colour_head)
 
 
-class RAGANModel(TextToImageModel):
+class RAGANModel(DFGANModel):
     """A trained retrieval-augmented GAN: ``generator`` and its ``memory``."""
 
     kind = "ragan"
@@ -217,18 +228,6 @@ class RAGANModel(TextToImageModel):
     def build_modules(cls, config: RAGANInferenceConfig) -> dict[str, nn.Module]:
         return {"generator": build_retrieval_generator(config),
                 "memory": Memory(config.memory_count, config.memory_bytes, MINILM_DIM)}
-
-    def text_encoder_settings(self) -> dict[str, Any]:
-        c = self.config
-        return text_encoder_settings(c.text_encoder, c.text_dim, c.text_layers, c.max_tokens)
-
-    @property
-    def noise_dim(self) -> int | None:
-        return int(self.config.noise_dim)
-
-    @property
-    def default_truncation(self) -> float | None:
-        return self.config.truncation
 
     def retrieve(self, sentence: torch.Tensor, noise: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:

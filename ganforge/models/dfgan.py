@@ -312,6 +312,12 @@ class DFGAN(Family):
         del batch
         return nets["generator"](noise, sentence)
 
+    def generator_extra_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Weighted losses a family adds to the generator's, from this step's ``draw`` (logged
+        by name; DF-GAN adds none)."""
+        del batch
+        return {}
+
     def step(self, nets: Mapping[str, nn.Module], batch: dict[str, Any],
              opt: Optimization) -> dict[str, torch.Tensor]:
         c = self.config
@@ -369,12 +375,13 @@ class DFGAN(Family):
             loss_recon = torch.zeros((), device=real.device)
             if anchored.any():
                 loss_recon = (fake[anchored].float() - real[anchored].float()).abs().mean()
+            extra = self.generator_extra_losses(batch)
         opt.minimize("generator", loss_g + c.generator_match_weight * loss_g_match
-                     + c.recon_weight * loss_recon)
+                     + c.recon_weight * loss_recon + sum(extra.values()))
         return {name: v.detach() for name, v in {
             "g": loss_g, "d_real": loss_real, "d_fake": loss_fake, "d_mismatch": loss_mismatch,
             "ma_gp": penalty, "match": loss_match, "g_match": loss_g_match,
-            "recon": loss_recon}.items()}
+            "recon": loss_recon, **extra}.items()}
 
     @staticmethod
     def _matching(critic: nn.Module, features: torch.Tensor, sentence: torch.Tensor,

@@ -4,10 +4,13 @@ the training image whose caption is nearest to the prompt.
 Training: every training image's caption is compared (frozen text encoder, cosine) with the
 captions of the *other* training images; its ``neighbours`` nearest, leaving out images of
 the same ``--retrieval-group`` (for emoji: the skin-tone variants of one emoji, which a
-held-out prompt never has in the memory), are what the generator may start from. It then
-learns to turn that neighbour into the caption's own image: the adversarial and matching
-losses of DF-GAN (the critic judges realism and text match) and, on the zero-noise rows, L1
-to the caption's own image. At sampling time the memory is the whole training set.
+held-out prompt never has in the memory), are what the generator may start from. It learns
+from the adversarial and matching losses of DF-GAN (the critic judges realism and text match);
+a share of rows (``--self-rows``) starts from the caption's own image and gets L1 to it, so a
+prompt that names a memory image keeps it. (``--neighbour-recon`` also pulls the other rows
+towards the caption's own image by L1: on emoji that painted blurry patches, so it is off;
+``--colour-head`` adds a prompt-driven affine colour map of the start.) At sampling time the
+memory is the whole training set.
 
 What this buys on a CPU: the output starts from a real image, so it is sharp from the first
 step (an untrained generator returns the neighbour: "retrieval only" in our benchmarks is that
@@ -18,6 +21,7 @@ and its pictures stay close to them — a near-copy for a prompt that names a tr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +63,11 @@ class RAGANConfig(DFGANConfig):
     neighbours: int = option(3, "how many nearest training captions a sample may start from")
     rank_spread: float = option(1.0, "a sample starts from neighbour rank floor(|z0| / this), "
                                 "z0 its first noise value (zero noise: the nearest)")
+    colour_head: bool = option(
+        False, "the generator also predicts an affine colour map of its start image (3x3 + "
+        "shift, from the prompt): trained by L1 from each neighbour to the caption's own "
+        "image (--colour-weight), it can recolour without blurring shapes")
+    colour_weight: float = option(2.0, "weight of that colour map's L1 loss")
     rank_margin: float = option(
         0.05, "only neighbours within this cosine similarity of the nearest are candidates "
         "(a prompt that names one training image well always starts from it)")
@@ -181,6 +190,7 @@ class RAGAN(DFGAN):
     def __init__(self, model_config: RAGANConfig):
         super().__init__(model_config)
         self.memory: RetrievalCaptions | None = None
+        self._recoloured: tuple[torch.Tensor, torch.Tensor] | None = None
         self._png: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
@@ -193,12 +203,9 @@ class RAGAN(DFGAN):
     def inference_config(cls, model_config: RAGANConfig,
                          data_config: RetrievalDataConfig) -> RAGANInferenceConfig:
         c = model_config
-        return RAGANInferenceConfig(
-            size=c.size, noise_dim=c.noise_dim, generator_channels=c.generator_channels,
-            fusion_norm=c.fusion_norm, text_encoder=c.text_encoder, text_dim=c.text_dim,
-            text_layers=c.text_layers, max_tokens=c.max_tokens,
-            truncation=c.sample_truncation if c.sample_truncation > 0 else None,
-            neighbours=c.neighbours, rank_spread=c.rank_spread, rank_margin=c.rank_margin)
+        base = dataclasses.asdict(super().inference_config(c, data_config))
+        return RAGANInferenceConfig(**base, neighbours=c.neighbours, rank_spread=c.rank_spread,
+                                    rank_margin=c.rank_margin, colour_head=c.colour_head)
 
     def load_data(self, data_config: RetrievalDataConfig, seed: int) -> RetrievalCaptions:
         data = load_captions(data_config, self.config.size, self.config.text_encoder,
@@ -224,8 +231,26 @@ class RAGAN(DFGAN):
         rows = torch.arange(len(index), device=device)
         chosen = batch["neighbours"].to(device)[rows, index]
         start = uint8_to_float(self.memory.images[chosen.cpu()]).to(device)
-        return nets["generator"](noise, sentence, start, self.memory.keys[chosen.cpu()].to(device),
-                                 similarity)
+        key = self.memory.keys[chosen.cpu()].to(device)
+        if not self.config.colour_head:
+            return nets["generator"](noise, sentence, start, key, similarity)
+        out, recoloured = nets["generator"](noise, sentence, start, key, similarity,
+                                            with_recoloured=True)
+        self._recoloured = (recoloured, similarity < 1)  # for this step's colour loss
+        return out
+
+    def generator_extra_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """With the colour head: L1 from the recoloured start to the caption's own image, on
+        rows started from another image."""
+        if not self.config.colour_head or self._recoloured is None:
+            return {}
+        recoloured, other = self._recoloured
+        self._recoloured = None
+        if not other.any():
+            return {"colour": torch.zeros((), device=recoloured.device)}
+        real = batch["images"].to(recoloured.device)
+        loss = (recoloured[other].float() - real[other].float()).abs().mean()
+        return {"colour": self.config.colour_weight * loss}
 
     @torch.no_grad()
     def quality(self, nets: Mapping[str, nn.Module],
