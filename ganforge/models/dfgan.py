@@ -214,10 +214,12 @@ def contrastive_loss(image: torch.Tensor, text: torch.Tensor, captions: Sequence
 
 
 def load_captions(data_config: CaptionsDataConfig, size: int, text_encoder: str,
-                  max_tokens: int, seed: int) -> CaptionedImages:
-    """The captioned training images at ``size`` px; warns once when the trainable ("tiny")
-    text encoder will truncate captions longer than ``max_tokens`` bytes."""
-    data = CaptionedImages.load(
+                  max_tokens: int, seed: int,
+                  dataset: type[CaptionedImages] = CaptionedImages) -> CaptionedImages:
+    """The captioned training images at ``size`` px (as ``dataset``, a CaptionedImages
+    subclass); warns once when the trainable ("tiny") text encoder will truncate captions
+    longer than ``max_tokens`` bytes."""
+    data = dataset.load(
         data_config.captions, size, parse_color(data_config.background),
         image_template=data_config.image_template or None,
         split=data_config.split or None, flip=data_config.flip,

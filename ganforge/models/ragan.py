@@ -209,8 +209,7 @@ class RAGAN(DFGAN):
 
     def load_data(self, data_config: RetrievalDataConfig, seed: int) -> RetrievalCaptions:
         data = load_captions(data_config, self.config.size, self.config.text_encoder,
-                             self.config.max_tokens, seed)
-        data.__class__ = RetrievalCaptions  # same fields; adds the neighbour table
+                             self.config.max_tokens, seed, dataset=RetrievalCaptions)
         assert isinstance(data, RetrievalCaptions)
         keys = torch.cat([self.encode(self.networks, [caps[0] for caps in data.captions[i:i + 512]])
                           for i in range(0, len(data), 512)]).cpu()
