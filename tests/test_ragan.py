@@ -16,7 +16,7 @@ from ganforge.cli import main
 from ganforge.config import RunConfig
 from ganforge.data.synthetic import CAPTION_COLOURS, SHAPES, draw_shape
 from ganforge.errors import CheckpointError, DataError
-from ganforge.inference.ragan import Memory, RAGANModel
+from ganforge.inference.ragan import Memory, RAGANModel, colour_names
 from ganforge.pipelines import TextToImagePipeline
 from ganforge.train.loop import train
 
@@ -113,6 +113,47 @@ def test_saved_model_carries_its_memory_and_reproduces(tmp_path: Path, captions:
     a = pipe("a red circle", num_images=3, seed=5)
     b = TextToImagePipeline.from_pretrained(tmp_path / "run")("a red circle", 3, seed=5)
     assert [im.tobytes() for im in a] == [im.tobytes() for im in b]
+
+
+def test_colour_names_name_the_dominant_colour_on_white() -> None:
+    colours = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220),
+               "yellow": (240, 200, 20), "purple": (130, 40, 200), "brown": (120, 70, 20),
+               "black": (10, 10, 10), "white": (255, 255, 255)}
+    images = torch.full((len(colours), 3, 16, 16), 255, dtype=torch.uint8)
+    for i, rgb in enumerate(colours.values()):
+        images[i, :, 4:12, 4:12] = torch.tensor(rgb, dtype=torch.uint8).view(3, 1, 1)
+        if rgb != (255, 255, 255):  # (white on white is all background: "white")
+            images[i, :, 4:6, 4:6] = 0  # a small black detail does not outvote the fill
+    assert colour_names(images) == list(colours)
+
+
+def test_colour_keys_pick_the_image_of_the_prompts_colour(tmp_path: Path,
+                                                         captions: Path) -> None:
+    """Captions that name no colour ("a circle" for a circle of every colour): the saved
+    memory's colour keys let "a blue circle" start from the blue one, "a red circle" from
+    the red one; without them the caption alone cannot tell the circles apart."""
+    rows = [json.loads(line) for line in captions.read_text().splitlines()]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps({**r, "image": str(captions.parent / r["image"]),
+                                          "caption": f"a {r['shape']}"}) + "\n" for r in rows))
+    train(_config(plain, 2), tmp_path / "run")
+    model = RAGANModel.from_pretrained(tmp_path / "run")
+    assert model.config.colour_keys
+    pipe = TextToImagePipeline(model)
+    images = model.modules["memory"].images()
+    for colour in ("red", "blue", "green", "yellow"):
+        index, similarity = model.retrieve(pipe.encode([f"a {colour} circle"]),
+                                           torch.zeros(1, 16))
+        assert colour_names(images[index]) == [colour]
+        assert model.config.memory_captions[int(index)] == "a circle"
+        assert 0 < float(similarity) < 1  # the caption's similarity, which the generator saw
+    train(_config(plain, 2, colour_keys=False), tmp_path / "off")
+    off = RAGANModel.from_pretrained(tmp_path / "off")
+    assert off.modules["memory"].colour_keys is None
+    picked = {colour_names(images[off.retrieve(pipe.encode([f"a {c} circle"]),
+                                               torch.zeros(1, 16))[0]])[0]
+              for c in ("red", "blue", "green", "yellow")}
+    assert len(picked) == 1
 
 
 def test_damaged_memory_is_a_clear_error() -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ganforge.inference.base import ImageToImageModel
@@ -36,15 +37,23 @@ class UNetGenerator(nn.Module):
     With ``residual`` the last layer has no tanh and its output is added to the input image
     (its weights start at zero, see ``zero_residual``): an untrained network is the identity
     map, and training learns the change, keeping the input's edges where nothing must move.
+
+    ``input_scale`` < 1 first shrinks the input about its centre (bilinear, the border colour
+    extended outwards): for domains drawn at different sizes on the canvas (Fluent's 3D emoji
+    fill 0.875 of the side Twemoji fills), so that the U-Net's skips carry the input where the
+    output must be drawn.
     """
 
     def __init__(self, channels: int = 64, depth: int = 6, norm: str = "instance",
                  dropout: float = 0.5, max_channels: int = 512, upsample: str = "transpose",
-                 residual: bool = False):
+                 residual: bool = False, input_scale: float = 1.0):
         super().__init__()
         self.residual = residual
         if upsample not in UPSAMPLE:
             raise ValueError(f"upsample {upsample!r} is unknown; known: {', '.join(UPSAMPLE)}")
+        if not 0 < input_scale <= 1:
+            raise ValueError(f"input_scale {input_scale} must be in (0, 1]")
+        self.input_scale = input_scale
 
         def up(ch_in: int, ch_out: int) -> list[nn.Module]:
             if upsample == "resize":
@@ -74,8 +83,19 @@ class UNetGenerator(nn.Module):
                 layers.append(nn.Dropout(dropout))
             self.up.append(nn.Sequential(*layers))
 
+    def reframe(self, images: torch.Tensor) -> torch.Tensor:
+        """The input shrunk by ``input_scale`` about its centre (unchanged at 1)."""
+        if self.input_scale == 1:
+            return images
+        theta = torch.zeros(len(images), 2, 3, dtype=images.dtype, device=images.device)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1 / self.input_scale
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="border",
+                             align_corners=False)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         skips = []
+        images = self.reframe(images)
         x = images
         for layer in self.down:
             x = layer(x)
@@ -107,13 +127,14 @@ class Pix2PixInferenceConfig:
     dropout: float = 0.5
     upsample: str = "transpose"
     residual: bool = False
+    input_scale: float = 1.0
 
 
 def build_generator(config: Any) -> UNetGenerator:
     """The U-Net for a config with pix2pix's shape fields (inference or training)."""
     return UNetGenerator(config.generator_channels, config.generator_depth, config.norm,
                          config.dropout, config.generator_max_channels, config.upsample,
-                         config.residual)
+                         config.residual, getattr(config, "input_scale", 1.0))
 
 
 class Pix2PixModel(ImageToImageModel):

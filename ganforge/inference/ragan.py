@@ -11,7 +11,11 @@ Which neighbour a sample starts from comes from its noise: the first noise value
 rank ``floor(|z0| / rank_spread)`` among the ``neighbours`` nearest whose similarity is within
 ``rank_margin`` of the nearest's (zero or truncated noise, or a prompt that names one training
 image much better than any other: the nearest), so seeds differ where the prompt is ambiguous
-and image ``j`` of a seed is reproducible. The school: IC-GAN
+and image ``j`` of a seed is reproducible. With colour keys (``colour_keys``), each memory
+image also has the embedding of its caption prefixed by the colour measured on its pixels
+("red beating heart"): among the ``colour_pool`` entries nearest by caption, an entry ranks by
+the better of its two keys, so "red heart" starts from a heart that is red although no
+training caption says so. The school: IC-GAN
 (instance-conditioned GAN), KNN-Diffusion, RDM and Re-Imagen condition generation on
 retrieved neighbours; here the neighbours are training images and the condition is text.
 """
@@ -53,30 +57,78 @@ def encode_png(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return data, offsets
 
 
+#: colour names of ``colour_names``, each with its hue range in degrees (chromatic pixels)
+HUES = (("red", 0, 15), ("orange", 15, 40), ("yellow", 40, 70), ("green", 70, 170),
+        ("blue", 170, 255), ("purple", 255, 290), ("pink", 290, 340), ("red", 340, 361))
+
+
+def colour_names(images: torch.Tensor) -> list[str]:
+    """The dominant colour name of each uint8 image [N, 3, H, W] on a white background: the
+    most frequent name among its pixels that are not near-white, each pixel named by hue
+    (``HUES``) when saturated (a dark orange is brown, a pale red is pink), else black, grey
+    or white by value. An all-white image is "white"."""
+    x = images.float().div(255)
+    high, low = x.max(dim=1).values, x.min(dim=1).values
+    saturation = (high - low) / high.clamp(min=1e-6)
+    r, g, b = x.unbind(1)
+    chroma = (high - low).clamp(min=1e-6)
+    hue = torch.where(high == r, ((g - b) / chroma) % 6,
+                      torch.where(high == g, (b - r) / chroma + 2, (r - g) / chroma + 4)) * 60
+    names = ["black", "grey", "white", "brown", *dict.fromkeys(n for n, _, _ in HUES)]
+    code = {name: i for i, name in enumerate(names)}
+    label = torch.full_like(high, code["grey"])
+    label[high < 0.2] = code["black"]
+    label[(high > 0.9) & (saturation < 0.25)] = code["white"]
+    chromatic = (saturation >= 0.25) & (high >= 0.2)
+    for name, start, end in HUES:
+        label[chromatic & (hue >= start) & (hue < end)] = code[name]
+    orange = chromatic & (hue >= 15) & (hue < 40)
+    label[orange & (high < 0.6)] = code["brown"]
+    reds = chromatic & ((hue < 15) | (hue >= 340))
+    label[reds & (saturation < 0.5) & (high > 0.8)] = code["pink"]
+    background = (high > 0.94) & (saturation < 0.06)
+    out = []
+    for labels, empty in zip(label.flatten(1), background.flatten(1), strict=True):
+        kept = labels[~empty].long()
+        out.append("white" if kept.numel() == 0
+                   else names[int(torch.bincount(kept, minlength=len(names)).argmax())])
+    return out
+
+
 class Memory(nn.Module):
     """The training images a retrieval-augmented generator starts from: PNG bytes (compact on
     disk), their offsets, and the unit-length embeddings of their captions (fp16), all
     buffers saved with the weights; ``images()`` decodes them once and keeps them."""
 
-    def __init__(self, count: int, nbytes: int, dim: int):
+    def __init__(self, count: int, nbytes: int, dim: int, colour_keys: bool = False):
         super().__init__()
         self.register_buffer("png", torch.zeros(nbytes, dtype=torch.uint8))
         self.register_buffer("offsets", torch.zeros(count + 1, dtype=torch.int64))
         self.register_buffer("keys", torch.zeros(count, dim, dtype=torch.float16))
+        if colour_keys:
+            self.register_buffer("colour_keys", torch.zeros(count, dim, dtype=torch.float16))
+        else:
+            self.colour_keys: torch.Tensor | None = None
         self._decoded: tuple[tuple[int, int, str], torch.Tensor] | None = None
 
     @classmethod
-    def of(cls, images: torch.Tensor, keys: torch.Tensor) -> Memory:
-        """A memory holding uint8 ``images`` [N, 3, H, W] with caption embeddings [N, D]."""
-        return cls.from_png(*encode_png(images), keys)
+    def of(cls, images: torch.Tensor, keys: torch.Tensor,
+           colour_keys: torch.Tensor | None = None) -> Memory:
+        """A memory holding uint8 ``images`` [N, 3, H, W] with caption embeddings [N, D] (and
+        optionally embeddings of the captions with their colours, [N, D])."""
+        return cls.from_png(*encode_png(images), keys, colour_keys)
 
     @classmethod
-    def from_png(cls, data: torch.Tensor, offsets: torch.Tensor, keys: torch.Tensor) -> Memory:
+    def from_png(cls, data: torch.Tensor, offsets: torch.Tensor, keys: torch.Tensor,
+                 colour_keys: torch.Tensor | None = None) -> Memory:
         """A memory from ``encode_png``'s output and caption embeddings [N, D]."""
-        memory = cls(len(offsets) - 1, len(data), keys.shape[1])
+        memory = cls(len(offsets) - 1, len(data), keys.shape[1], colour_keys is not None)
         memory.png.copy_(data)
         memory.offsets.copy_(offsets)
         memory.keys.copy_(F.normalize(keys.float(), dim=1).half())
+        if colour_keys is not None:
+            assert memory.colour_keys is not None
+            memory.colour_keys.copy_(F.normalize(colour_keys.float(), dim=1).half())
         return memory
 
     def images(self) -> torch.Tensor:
@@ -208,6 +260,15 @@ class RAGANInferenceConfig(DFGANInferenceConfig):
     memory_count: int = 0
     memory_bytes: int = 0
     memory_captions: list[str] = field(default_factory=list)
+    colour_keys: bool = False
+    colour_pool: int = 16
+
+
+def colour_captions(images: torch.Tensor, captions: list[str]) -> list[str]:
+    """Each caption prefixed by the colour measured on its uint8 image [N, 3, H, W] (the text
+    a memory image's colour key embeds)."""
+    return [f"{name} {caption}" for name, caption in zip(colour_names(images), captions,
+                                                          strict=True)]
 
 
 def build_retrieval_generator(config: Any) -> RetrievalGenerator:
@@ -227,15 +288,37 @@ class RAGANModel(DFGANModel):
     @classmethod
     def build_modules(cls, config: RAGANInferenceConfig) -> dict[str, nn.Module]:
         return {"generator": build_retrieval_generator(config),
-                "memory": Memory(config.memory_count, config.memory_bytes, MINILM_DIM)}
+                "memory": Memory(config.memory_count, config.memory_bytes, MINILM_DIM,
+                                 config.colour_keys)}
 
     def retrieve(self, sentence: torch.Tensor, noise: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(memory index [B], similarity [B]) of the image each row starts from."""
+        """(memory index [B], caption similarity [B]) of the image each row starts from."""
         memory = self.modules["memory"]
-        similarity = F.normalize(sentence.float(), dim=1) @ memory.keys.float().T
-        return pick_neighbours(similarity, noise, self.config.neighbours,
-                               self.config.rank_spread, self.config.rank_margin)
+        sentence = F.normalize(sentence.float(), dim=1)
+        similarity = sentence @ memory.keys.float().T
+        ranking = similarity
+        if memory.colour_keys is not None:
+            # among the entries nearest by caption, rank by the better of caption and
+            # colour + caption (outside that pool a colour cannot pull in another subject)
+            pool = similarity.topk(min(self.config.colour_pool, similarity.shape[1]), dim=1)
+            coloured = torch.einsum("bd,bkd->bk", sentence,
+                                    memory.colour_keys[pool.indices].float())
+            ranking = similarity.scatter(1, pool.indices, torch.maximum(pool.values, coloured))
+        index, _ = pick_neighbours(ranking, noise, self.config.neighbours,
+                                   self.config.rank_spread, self.config.rank_margin)
+        return index, similarity.gather(1, index.unsqueeze(1)).squeeze(1)
+
+    def add_colour_keys(self, encode: Any) -> None:
+        """Give the memory colour keys: ``encode(texts) -> [N, D]`` embeds each caption
+        prefixed by its image's measured colour (``colour_captions``)."""
+        old = self.modules["memory"]
+        texts = colour_captions(old.images().cpu(), self.config.memory_captions)
+        keys = torch.cat([encode(texts[i:i + 512]).float().cpu()
+                          for i in range(0, len(texts), 512)])
+        self.modules["memory"] = Memory.from_png(old.png.cpu(), old.offsets.cpu(),
+                                                 old.keys.cpu(), keys)
+        self.config.colour_keys = True
 
     def starting_captions(self, sentence: torch.Tensor, noise: torch.Tensor) -> list[str]:
         """The caption of the training image each row starts from (provenance)."""

@@ -41,6 +41,7 @@ from ganforge.inference.ragan import (
     RAGANInferenceConfig,
     RAGANModel,
     build_retrieval_generator,
+    colour_captions,
     encode_png,
     pick_neighbours,
 )
@@ -68,6 +69,10 @@ class RAGANConfig(DFGANConfig):
         "shift, from the prompt): trained by L1 from each neighbour to the caption's own "
         "image (--colour-weight), it can recolour without blurring shapes")
     colour_weight: float = option(2.0, "weight of that colour map's L1 loss")
+    colour_keys: bool = option(
+        True, "the saved memory also keys each image by its caption prefixed with the colour "
+        "measured on its pixels ('red beating heart'): a prompt's colour word picks, among the "
+        "nearest captions, the image of that colour (retrieval only; training is unchanged)")
     rank_margin: float = option(
         0.05, "only neighbours within this cosine similarity of the nearest are candidates "
         "(a prompt that names one training image well always starts from it)")
@@ -192,6 +197,7 @@ class RAGAN(DFGAN):
         self.memory: RetrievalCaptions | None = None
         self._recoloured: tuple[torch.Tensor, torch.Tensor] | None = None
         self._png: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._colour_keys: torch.Tensor | None = None
 
     @classmethod
     def build(cls, model_config: RAGANConfig) -> dict[str, nn.Module]:
@@ -205,7 +211,8 @@ class RAGAN(DFGAN):
         c = model_config
         base = dataclasses.asdict(super().inference_config(c, data_config))
         return RAGANInferenceConfig(**base, neighbours=c.neighbours, rank_spread=c.rank_spread,
-                                    rank_margin=c.rank_margin, colour_head=c.colour_head)
+                                    rank_margin=c.rank_margin, colour_head=c.colour_head,
+                                    colour_keys=c.colour_keys)
 
     def load_data(self, data_config: RetrievalDataConfig, seed: int) -> RetrievalCaptions:
         data = load_captions(data_config, self.config.size, self.config.text_encoder,
@@ -270,8 +277,14 @@ class RAGAN(DFGAN):
         config = self.inference_config(self.config, data_config)
         if self._png is None:  # the images do not change: encode them once per run
             self._png = encode_png(self.memory.images)
-        memory = Memory.from_png(*self._png, self.memory.keys)
+        captions = [caps[0] for caps in self.memory.captions]
+        if self.config.colour_keys and self._colour_keys is None:
+            texts = colour_captions(self.memory.images, captions)
+            self._colour_keys = torch.cat([self.encode(nets, texts[i:i + 512]).float().cpu()
+                                           for i in range(0, len(texts), 512)])
+        memory = Memory.from_png(*self._png, self.memory.keys,
+                                 self._colour_keys if self.config.colour_keys else None)
         config.memory_count, config.memory_bytes = len(memory.offsets) - 1, len(memory.png)
-        config.memory_captions = [caps[0] for caps in self.memory.captions]
+        config.memory_captions = captions
         return self.Inference(config, {"generator": nets["generator"], "memory": memory},
                               {"trained_steps": trained_steps})
