@@ -3,7 +3,10 @@
 Generated images (all without the watermark, so that the detector cannot learn the mark) come
 from every generator family we have, one folder of ``--per-family`` images each:
 
-- ``dfgan``: the shipped text-to-image model, prompts = the emoji captions;
+- ``dfgan``: a DF-GAN model (``--dfgan``: the former shipped default, commit f213b57's
+  ``ganforge/assets/text2image-emoji-64``), prompts = the emoji captions;
+- ``ragan``: the shipped text-to-image default (retrieval-augmented: training emoji, edited),
+  prompts = the emoji captions;
 - ``pix2pix``: the shipped restyle model (flat -> 3D) on Twemoji;
 - ``cyclegan``, ``unit``: flat -> 3D runs (``--cyclegan``, ``--unit``) on Twemoji;
 - ``maskgit``: a MaskGIT run (``--maskgit``, prompts = the emoji captions);
@@ -57,7 +60,7 @@ from ganforge.provenance.detector import (
 
 #: real sources that show whole emoji (the fluent3d crops are the upscaler's counterpart)
 WHOLE_EMOJI = ("twitter", "google", "fluent3d")
-FAMILIES = ("dfgan", "pix2pix", "cyclegan", "unit", "maskgit", "stargan", "upscaler")
+FAMILIES = ("dfgan", "ragan", "pix2pix", "cyclegan", "unit", "maskgit", "stargan", "upscaler")
 
 
 def degrade(images: list[Image.Image]) -> list[Image.Image]:
@@ -122,7 +125,8 @@ def make_family(name: str, args: argparse.Namespace, twemoji: list[Image.Image],
                 captions: list[str]) -> list[Image.Image]:
     n, seed = args.per_family, args.seed
     makers: dict[str, Callable[[], list[Image.Image]]] = {
-        "dfgan": lambda: generate_fakes(DEFAULT_MODEL, n, seed, prompts=captions),
+        "dfgan": lambda: generate_fakes(args.dfgan, n, seed, prompts=captions),
+        "ragan": lambda: generate_fakes(DEFAULT_MODEL, n, seed, prompts=captions),
         "pix2pix": lambda: translate(DEFAULT_TRANSLATOR, twemoji, n, ["a2b"]),
         "cyclegan": lambda: translate(args.cyclegan, twemoji, n, ["a2b"]),
         "unit": lambda: translate(args.unit, twemoji, n, ["a2b"]),
@@ -165,6 +169,10 @@ def main() -> None:
     parser.add_argument("--cyclegan", default="/tmp/restyle/run-cyclegan")
     parser.add_argument("--unit", default="/tmp/restyle/run-unit")
     parser.add_argument("--maskgit", default="/tmp/det/mg")
+    parser.add_argument("--dfgan", default="/tmp/det/dfgan",
+                        help="a DF-GAN model, e.g. the former default: mkdir D && for f in "
+                        "config.json model.safetensors; do git show f213b57:ganforge/assets/"
+                        "text2image-emoji-64/$f > D/$f; done")
     parser.add_argument("--stargan", default="/tmp/det/sg")
     parser.add_argument("--per-family", type=int, default=500)
     parser.add_argument("--cache", type=Path, help="keep generated images here (PNG)")
