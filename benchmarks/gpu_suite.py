@@ -186,13 +186,20 @@ def minilm_from_table(table: Path | None) -> Iterator[None]:
 
 
 def table_prompts(data: Path) -> list[str]:
-    """Every caption of the emoji data as the training loop reads it, the benchmark prompts
-    and text2image_eval's unseen prompts, checked and without repeats."""
+    """Every caption of the emoji data as the training loop reads it, the texts of the
+    retrieval memory's colour keys (each training image's caption prefixed with its measured
+    colour, as ``ganforge train ragan`` embeds them at export), the benchmark prompts and
+    text2image_eval's unseen prompts, checked and without repeats."""
+    from ganforge.data.captions import CaptionedImages
+    from ganforge.inference.ragan import colour_captions
+
     with tempfile.TemporaryDirectory() as tmp:
         metadata = text2image_emoji.write_split_metadata(data, Path(tmp))
         entries, _ = read_captions(metadata, split=None)
+        train = CaptionedImages.load(metadata, 64, (255, 255, 255), split="train")
     captions = [c for _, caps in entries for c in caps]
-    return list(dict.fromkeys(check_prompts([*captions, *PROMPTS, *UNSEEN])))
+    coloured = colour_captions(train.images, [caps[0] for caps in train.captions])
+    return list(dict.fromkeys(check_prompts([*captions, *coloured, *PROMPTS, *UNSEEN])))
 
 
 def save_table(file: Path, prompts: list[str], sentences: torch.Tensor, source: str) -> None:
