@@ -200,6 +200,8 @@ def false_positives(sets: dict[str, list[Image.Image]]) -> dict[str, dict[str, f
     table = {}
     print(f"{'unmarked set':34} {'images':>7} {'flagged':>8} {'max score':>10} {'99th pct':>9}")
     for name, images in sets.items():
+        if not images:  # e.g. --real-per-style 0: nothing to score
+            continue
         results = [watermark.detect(image) for image in images]
         scores = np.array([r.score for r in results])
         flagged = int(sum(r.found for r in results))

@@ -63,7 +63,8 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 
 def test_mark_is_faint_and_reads_back_exactly(marked) -> None:
     for clean, image in marked:
-        assert image.size == clean.size and psnr(clean, image) > 33
+        # never stronger than the embedder's floor for marks taken for robustness (32 dB)
+        assert image.size == clean.size and psnr(clean, image) >= watermark.MIN_PSNR
         result = watermark.detect(image, expected_id=MODEL_ID)
         assert result.found and result.model_id == MODEL_ID and result.bit_accuracy == 1.0
         assert result.undone is None
