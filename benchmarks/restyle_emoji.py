@@ -242,12 +242,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--steps", type=int, default=10000)
-    parser.add_argument("--min-iou", type=float, default=0.6,
+    parser.add_argument("--steps", type=int, default=12000)
+    parser.add_argument("--min-iou", type=float, default=0.0,
                         help="pix2pix trains only on pairs whose silhouettes overlap by this "
-                        "much (IoU of alpha > 127, input shrunk by --input-scale); 0 = all")
-    parser.add_argument("--input-scale", type=float, default=0.875,
-                        help="the recipe's --input-scale (also used by --min-iou)")
+                        "much (IoU of alpha > 127, input shrunk by --input-scale); 0 = all "
+                        "(tried, not shipped: 0.6 with --input-scale 0.875, "
+                        "docs/benchmarks.md)")
+    parser.add_argument("--input-scale", type=float, default=1.0,
+                        help="the recipe's --input-scale (also used by --min-iou; 1 = off)")
     parser.add_argument("--clean-steps", type=int, default=0,
                         help="pix2pix stage 2 (tried, not shipped: 18200): continue into "
                         "OUT/run-clean to this step on the pairs without skin-tone variants "
@@ -272,7 +274,8 @@ def main() -> None:
     recipe = TRAIN_ARGS if args.family == "pix2pix" else UNPAIRED_ARGS[args.family]
     train_folder = args.out / "train"
     if args.family == "pix2pix":
-        recipe = [*recipe, "--input-scale", str(args.input_scale)]
+        if args.input_scale != 1:
+            recipe = [*recipe, "--input-scale", str(args.input_scale)]
         if args.min_iou > 0:
             train_folder = aligned_pairs(args.out, args.min_iou, args.input_scale)
     if trained_steps(run) >= args.steps:
