@@ -41,7 +41,7 @@ default-text2image: setup
 	    --sample-set rank_margin=0.05
 
 default-restyle: setup
-	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/restyle_emoji.py --out runs/default-restyle \
+	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/restyle_emoji.py --out runs/default-restyle \
 	    --grid docs/images/restyle_3d_val.png --ship ganforge/assets/restyle-3d-64
 
 lint: setup

@@ -9,7 +9,7 @@ the held-out pairs with ``ganforge evaluate translation``: the model, the identi
 real-vs-real floor (as many *other* real 3D images, from the training split, as there are
 validation pairs, scored against the validation targets).
 
-    OMP_NUM_THREADS=1 python benchmarks/restyle_emoji.py --out runs/restyle \
+    OMP_NUM_THREADS=2 python benchmarks/restyle_emoji.py --out runs/restyle \
         --grid docs/images/restyle_3d_val.png --ship ganforge/assets/restyle-3d-64  # shipped
     python benchmarks/restyle_emoji.py --out runs/restyle --prepare-only   # folders only
 
@@ -39,7 +39,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "emoji"
 INPUT_STYLES = ("twitter", "google")
 #: the shipped model's recipe (measured on 2 CPU cores, 1 torch thread: see its model card)
 TRAIN_ARGS = ["--size", "64", "--generator-channels", "40", "--generator-max-channels", "160",
-              "--generator-depth", "6", "--upsample", "resize",
+              "--generator-depth", "6", "--upsample", "resize", "--residual",
+              "--residual-blur", "4",
               "--discriminator-channels", "64", "--discriminator-layers", "3",
               "--gan-loss", "lsgan", "--l1-weight", "10", "--feature-matching-weight", "10",
               "--dropout", "0", "--jitter", "4",
@@ -242,13 +243,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--steps", type=int, default=12000)
-    parser.add_argument("--min-iou", type=float, default=0.0,
+    parser.add_argument("--steps", type=int, default=7000)
+    parser.add_argument("--min-iou", type=float, default=0.6,
                         help="pix2pix trains only on pairs whose silhouettes overlap by this "
-                        "much (IoU of alpha > 127, input shrunk by --input-scale); 0 = all "
-                        "(tried, not shipped: 0.6 with --input-scale 0.875, "
-                        "docs/benchmarks.md)")
-    parser.add_argument("--input-scale", type=float, default=1.0,
+                        "much (IoU of alpha > 127, input shrunk by --input-scale); 0 = all")
+    parser.add_argument("--input-scale", type=float, default=0.875,
                         help="the recipe's --input-scale (also used by --min-iou; 1 = off)")
     parser.add_argument("--clean-steps", type=int, default=0,
                         help="pix2pix stage 2 (tried, not shipped: 18200): continue into "

@@ -167,6 +167,37 @@ def test_residual_unet_starts_as_the_identity_and_learns(
     assert report.translation["l1"] < 0.55 * report.identity["l1"], report.table()
 
 
+def test_residual_blur_only_shades_smoothly_and_reloads(shapes: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """--residual-blur 4: whatever the trained network, its change to the input is constant
+    over 4 x 4 blocks brought back by bilinear up-sampling (no noise, no new edges); the saved
+    model keeps the setting. Without --residual it is refused."""
+    import torch.nn.functional as F
+
+    from ganforge.models.pix2pix import Pix2PixConfig
+
+    with pytest.raises(ConfigError, match="residual-blur"):
+        Pix2PixConfig(residual_blur=4).validate()
+    config = _config(shapes["a"], shapes["b"], 30)
+    config.model.update(upsample="resize", residual=True, residual_blur=4)
+    train(config, tmp_path / "run")
+    pipe = ImageToImagePipeline.from_pretrained(tmp_path / "run")
+    assert pipe.model.config.residual_blur == 4
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        change = pipe.model.modules["generator"](images) - images
+    # the change lies in the span of bilinear up-samplings of a 4 x 4 grid: project onto it
+    basis = F.interpolate(torch.eye(16).view(16, 1, 4, 4), size=(16, 16), mode="bilinear",
+                          align_corners=False).view(16, 256).T
+    flat = change.reshape(-1, 256).T
+    projected = basis @ torch.linalg.lstsq(basis, flat).solution
+    assert change.abs().max() > 1e-3  # it learnt a change
+    assert torch.allclose(projected, flat, atol=1e-4)
+    noise = torch.rand(256, 1)  # (a change with detail does not fit)
+    assert not torch.allclose(basis @ torch.linalg.lstsq(basis, noise).solution, noise,
+                              atol=1e-2)
+
+
 def _shrunk_copies(source: Path, out: Path, scale: float) -> Path:
     """Each image of ``source`` drawn at ``scale`` of its size in the middle of a white
     canvas (a target domain that draws its subject smaller)."""
@@ -208,6 +239,11 @@ def test_input_scale_reframes_the_input_and_helps_a_smaller_target(
     report = evaluate_translation(pipe, shapes["val_a"], small_val_b, progress=False,
                                   fid_weights=Path("/nonexistent/no-fid.pt"))
     assert report.translation["l1"] < 0.5 * report.identity["l1"], report.table()
+    # an RGBA input's transparency is shrunk like the subject: opaque only in the middle
+    icon = Image.new("RGBA", (16, 16), (200, 30, 30, 255))
+    icon.putpixel((0, 0), (0, 0, 0, 0))  # (an all-opaque image counts as RGB)
+    alpha = np.asarray(pipe([icon])[0].getchannel("A"))
+    assert alpha[6:10, 6:10].min() == 255 and alpha[:3].max() == 0 and alpha[:, :3].max() == 0
 
 
 def test_resume_continues_exactly(shapes: dict[str, Path], tmp_path: Path) -> None:

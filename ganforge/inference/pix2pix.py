@@ -38,6 +38,10 @@ class UNetGenerator(nn.Module):
     (its weights start at zero, see ``zero_residual``): an untrained network is the identity
     map, and training learns the change, keeping the input's edges where nothing must move.
 
+    With ``residual_blur`` k > 1 the change is averaged over k x k blocks and brought back by
+    bilinear up-sampling: the network can only shade the input smoothly (recolour, add
+    gradients), never draw noise or edges.
+
     ``input_scale`` < 1 first shrinks the input about its centre (bilinear, the border colour
     extended outwards): for domains drawn at different sizes on the canvas (Fluent's 3D emoji
     fill 0.875 of the side Twemoji fills), so that the U-Net's skips carry the input where the
@@ -46,9 +50,12 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, channels: int = 64, depth: int = 6, norm: str = "instance",
                  dropout: float = 0.5, max_channels: int = 512, upsample: str = "transpose",
-                 residual: bool = False, input_scale: float = 1.0):
+                 residual: bool = False, input_scale: float = 1.0, residual_blur: int = 1):
         super().__init__()
         self.residual = residual
+        if residual_blur < 1 or (residual_blur > 1 and not residual):
+            raise ValueError(f"residual_blur {residual_blur} needs residual and must be >= 1")
+        self.residual_blur = residual_blur
         if upsample not in UPSAMPLE:
             raise ValueError(f"upsample {upsample!r} is unknown; known: {', '.join(UPSAMPLE)}")
         if not 0 < input_scale <= 1:
@@ -103,7 +110,13 @@ class UNetGenerator(nn.Module):
         x = self.up[0](skips.pop())
         for layer in self.up[1:]:
             x = layer(torch.cat([x, skips.pop()], 1))
-        return images + x if self.residual else x
+        if not self.residual:
+            return x
+        if self.residual_blur > 1:  # only a smooth change: no noise, no new edges
+            size = x.shape[-2:]
+            x = F.interpolate(F.avg_pool2d(x, self.residual_blur), size=size, mode="bilinear",
+                              align_corners=False)
+        return images + x
 
     def zero_residual(self) -> None:
         """Start a residual network at the identity map (its last layer at zero)."""
@@ -128,13 +141,14 @@ class Pix2PixInferenceConfig:
     upsample: str = "transpose"
     residual: bool = False
     input_scale: float = 1.0
+    residual_blur: int = 1
 
 
 def build_generator(config: Any) -> UNetGenerator:
     """The U-Net for a config with pix2pix's shape fields (inference or training)."""
     return UNetGenerator(config.generator_channels, config.generator_depth, config.norm,
                          config.dropout, config.generator_max_channels, config.upsample,
-                         config.residual, getattr(config, "input_scale", 1.0))
+                         config.residual, config.input_scale, config.residual_blur)
 
 
 class Pix2PixModel(ImageToImageModel):

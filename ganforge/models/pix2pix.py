@@ -52,6 +52,9 @@ class Pix2PixConfig:
                                         "(nearest x2 + conv3x3: no checkerboard)")
     residual: bool = option(False, "the U-Net adds its output to the input image (starts as "
                                    "the identity map; learns the change)")
+    residual_blur: int = option(1, "with --residual: the change is averaged over blocks of "
+                                   "this many pixels and smoothly up-sampled (only smooth "
+                                   "shading; 1 = off)")
     input_scale: float = option(1.0, "shrink the input about its centre by this factor "
                                      "before the U-Net, when the target domain draws its "
                                      "subject smaller on the canvas (Fluent 3D emoji: 0.875 "
@@ -97,6 +100,9 @@ class Pix2PixConfig:
                                   f"got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.residual_blur < 1 or (self.residual_blur > 1 and not self.residual):
+            raise ConfigError(f"--residual-blur {self.residual_blur} must be >= 1, and > 1 "
+                              "only with --residual")
         if not 0 < self.input_scale <= 1:
             raise ConfigError(f"--input-scale must be in (0, 1], got {self.input_scale}")
         return self
@@ -180,7 +186,7 @@ class Pix2Pix(Family):
             generator_channels=c.generator_channels,
             generator_max_channels=c.generator_max_channels, generator_depth=c.generator_depth,
             norm=c.norm, dropout=c.dropout, upsample=c.upsample, residual=c.residual,
-            input_scale=c.input_scale)
+            input_scale=c.input_scale, residual_blur=c.residual_blur)
 
     def load_data(self, data_config: PairedDataConfig, seed: int) -> PairedImages:
         levels = 2 ** self.config.generator_depth

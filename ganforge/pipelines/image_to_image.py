@@ -61,11 +61,22 @@ class ImageToImagePipeline(Pipeline):
         """Files or PIL images -> ([B, 3, size, size] in [-1, 1] composited onto the
         background, each input's alpha band at size x size or None when it is opaque)."""
         background = parse_color(self.background)
+        # a model that draws its subject smaller (pix2pix --input-scale) gets the alpha shrunk
+        # alike, so the output's transparency follows what it drew
+        scale = float(getattr(self.model.config, "input_scale", 1.0))
         tensors, alphas = [], []
         for item in images:
             im = item if isinstance(item, Image.Image) else open_image(item)
             alpha = alpha_channel(im)
-            alphas.append(None if alpha is None else fit_square(alpha, self.size))
+            if alpha is not None:
+                alpha = fit_square(alpha, self.size)
+                if scale != 1:
+                    side = round(self.size * scale)
+                    canvas = Image.new("L", alpha.size, 0)
+                    canvas.paste(alpha.resize((side, side), Image.Resampling.BILINEAR),
+                                 ((self.size - side) // 2, (self.size - side) // 2))
+                    alpha = canvas
+            alphas.append(alpha)
             tensors.append(to_tensor(fit_square(flatten_alpha(im, background), self.size)))
         return torch.stack(tensors).float().div(127.5).sub(1.0), alphas
 
