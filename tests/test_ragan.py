@@ -154,6 +154,11 @@ def test_colour_keys_pick_the_image_of_the_prompts_colour(tmp_path: Path,
                                                torch.zeros(1, 16))[0]])[0]
               for c in ("red", "blue", "green", "yellow")}
     assert len(picked) == 1
+    # a model saved without them gets them afterwards (how the shipped model got its keys)
+    off.add_colour_keys(lambda texts: pipe.text_encoder.encode(texts).sentence)
+    assert off.config.colour_keys and off.modules["memory"].colour_keys is not None
+    index, _ = off.retrieve(pipe.encode(["a blue circle"]), torch.zeros(1, 16))
+    assert colour_names(images[index]) == ["blue"]
 
 
 def test_damaged_memory_is_a_clear_error() -> None:

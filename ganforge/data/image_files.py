@@ -105,6 +105,19 @@ def open_rgb(path: str | Path, background: tuple[int, int, int] = (255, 255, 255
     return flatten_alpha(open_image(path), background)
 
 
+def shrink_about_centre(image: Image.Image, scale: float, fill: int | tuple[int, ...] = 0
+                        ) -> Image.Image:
+    """``image`` drawn at ``scale`` (<= 1) of its size in the middle of a canvas of its own size
+    filled with ``fill`` (bilinear; an unchanged copy at 1)."""
+    if scale == 1:
+        return image.copy()
+    width, height = round(image.width * scale), round(image.height * scale)
+    canvas = Image.new(image.mode, image.size, fill)
+    canvas.paste(image.resize((width, height), Image.Resampling.BILINEAR),
+                 ((image.width - width) // 2, (image.height - height) // 2))
+    return canvas
+
+
 def fit_square(im: Image.Image, size: int) -> Image.Image:
     """Resize the shorter side to ``size`` (Lanczos) and centre-crop to ``size`` x ``size``."""
     w, h = im.size

@@ -25,6 +25,7 @@ from ganforge.data.image_files import (  # re-exported: the PIL-only half of thi
     open_image,
     open_rgb,
     parse_color,
+    shrink_about_centre,
 )
 from ganforge.errors import DataError, ImageTooSmall
 
@@ -45,6 +46,7 @@ __all__ = [
     "open_rgb",
     "parse_color",
     "pil_to_float",
+    "shrink_about_centre",
     "to_pil",
     "to_tensor",
     "uint8_to_float",

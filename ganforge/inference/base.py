@@ -105,6 +105,13 @@ class ImageToImageModel(InferenceModel):
     def default_direction(self) -> str | None:
         return "a2b" if self.directions else None
 
+    @property
+    def subject_scale(self) -> float:
+        """The size at which the output draws the input's subject, as a share of the input's
+        (1: in place; pix2pix ``--input-scale``: smaller), so that an input's alpha can be
+        fitted to the output."""
+        return 1.0
+
     def translate(self, images: torch.Tensor, direction: str | None = None,
                   **options: Any) -> torch.Tensor:
         """The default: one network per direction (CycleGAN, pix2pix)."""

@@ -165,3 +165,7 @@ class Pix2PixModel(ImageToImageModel):
     @property
     def directions(self) -> dict[str, str]:
         return dict(DIRECTIONS)
+
+    @property
+    def subject_scale(self) -> float:
+        return self.config.input_scale

@@ -271,6 +271,14 @@ def colour_captions(images: torch.Tensor, captions: list[str]) -> list[str]:
                                                           strict=True)]
 
 
+def colour_key_embeddings(images: torch.Tensor, captions: list[str], encode: Any
+                          ) -> torch.Tensor:
+    """Colour keys [N, D] (float, CPU) of uint8 images [N, 3, H, W] with their captions:
+    ``encode(texts) -> [n, D]`` embeds ``colour_captions``, 512 at a time."""
+    texts = colour_captions(images, captions)
+    return torch.cat([encode(texts[i:i + 512]).float().cpu() for i in range(0, len(texts), 512)])
+
+
 def build_retrieval_generator(config: Any) -> RetrievalGenerator:
     """The generator for a config with the family's shape fields (inference or training)."""
     return RetrievalGenerator(config.size, config.noise_dim, MINILM_DIM,
@@ -313,9 +321,7 @@ class RAGANModel(DFGANModel):
         """Give the memory colour keys: ``encode(texts) -> [N, D]`` embeds each caption
         prefixed by its image's measured colour (``colour_captions``)."""
         old = self.modules["memory"]
-        texts = colour_captions(old.images().cpu(), self.config.memory_captions)
-        keys = torch.cat([encode(texts[i:i + 512]).float().cpu()
-                          for i in range(0, len(texts), 512)])
+        keys = colour_key_embeddings(old.images().cpu(), self.config.memory_captions, encode)
         self.modules["memory"] = Memory.from_png(old.png.cpu(), old.offsets.cpu(),
                                                  old.keys.cpu(), keys)
         self.config.colour_keys = True

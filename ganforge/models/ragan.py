@@ -41,7 +41,7 @@ from ganforge.inference.ragan import (
     RAGANInferenceConfig,
     RAGANModel,
     build_retrieval_generator,
-    colour_captions,
+    colour_key_embeddings,
     encode_png,
     pick_neighbours,
 )
@@ -279,9 +279,8 @@ class RAGAN(DFGAN):
             self._png = encode_png(self.memory.images)
         captions = [caps[0] for caps in self.memory.captions]
         if self.config.colour_keys and self._colour_keys is None:
-            texts = colour_captions(self.memory.images, captions)
-            self._colour_keys = torch.cat([self.encode(nets, texts[i:i + 512]).float().cpu()
-                                           for i in range(0, len(texts), 512)])
+            self._colour_keys = colour_key_embeddings(
+                self.memory.images, captions, lambda texts: self.encode(nets, texts))
         memory = Memory.from_png(*self._png, self.memory.keys,
                                  self._colour_keys if self.config.colour_keys else None)
         config.memory_count, config.memory_bytes = len(memory.offsets) - 1, len(memory.png)

@@ -20,6 +20,7 @@ from ganforge.data.images import (
     flatten_alpha,
     open_image,
     parse_color,
+    shrink_about_centre,
     to_tensor,
 )
 from ganforge.errors import ConfigError
@@ -63,19 +64,13 @@ class ImageToImagePipeline(Pipeline):
         background = parse_color(self.background)
         # a model that draws its subject smaller (pix2pix --input-scale) gets the alpha shrunk
         # alike, so the output's transparency follows what it drew
-        scale = float(getattr(self.model.config, "input_scale", 1.0))
+        scale = self.model.subject_scale
         tensors, alphas = [], []
         for item in images:
             im = item if isinstance(item, Image.Image) else open_image(item)
             alpha = alpha_channel(im)
             if alpha is not None:
-                alpha = fit_square(alpha, self.size)
-                if scale != 1:
-                    side = round(self.size * scale)
-                    canvas = Image.new("L", alpha.size, 0)
-                    canvas.paste(alpha.resize((side, side), Image.Resampling.BILINEAR),
-                                 ((self.size - side) // 2, (self.size - side) // 2))
-                    alpha = canvas
+                alpha = shrink_about_centre(fit_square(alpha, self.size), scale)
             alphas.append(alpha)
             tensors.append(to_tensor(fit_square(flatten_alpha(im, background), self.size)))
         return torch.stack(tensors).float().div(127.5).sub(1.0), alphas
