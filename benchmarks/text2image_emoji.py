@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ship", type=Path,
                         help="after training, copy the exported model (config.json and "
                              "model.safetensors) into this folder (its model card stays)")
+    parser.add_argument("--balance-by", default="",
+                        help="draw training images balanced over this attribute (e.g. "
+                             "skin-tone), as `ganforge train --balance-by`")
     parser.add_argument("--sample-set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a sampling setting written into the shipped config.json, e.g. "
                              "rank_margin=0.05 (JSON value)")
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
 
     out = Path(args.out)
     captions = write_split_metadata(Path(args.data), out)
-    data = {"captions": str(captions), "split": "train"}
+    data = {"captions": str(captions), "split": "train", "balance_by": args.balance_by}
     if args.family == "ragan":
         data["retrieval_group"] = "base_id"
     config = RunConfig(

@@ -67,14 +67,18 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
     # one noise draw per caption (image j of seed 0 for caption j), as FID is usually taken
     noise = pipe.noise(len(prompts), 0)
     sentence = pipe.encode(prompts)
-    fake = pipe.generate_tensor(sentence, noise).add(1).div(2).cpu()
+    fake = pipe.generate_prompts(prompts, noise).add(1).div(2).cpu()
     result: dict = {"count": len(prompts), "split": split}
-    # a retrieval-augmented model: the training images it started from, scored the same way
-    # (what the generator adds over retrieval alone) and how far it moved from them
+    # a retrieval-augmented model: the training images (or collages) it started from, scored
+    # the same way (what the generator adds over retrieval alone) and how far it moved
     starts = None
-    if hasattr(pipe.model, "retrieve"):
+    if hasattr(pipe.model, "starts"):
         index, _ = pipe.model.retrieve(sentence.to(pipe.device), noise.to(pipe.device))
-        starts = pipe.model.modules["memory"].images()[index].float().div(255).cpu()
+        made, _, _, described = pipe.model.starts(sentence.to(pipe.device),
+                                                  noise.to(pipe.device),
+                                                  pipe.compositions(prompts))
+        starts = made.float().div(255).cpu()
+        result["collage_count"] = sum(" + " in d or ", recoloured " in d for d in described)
         result["edit_mean_abs_grey_levels"] = float((fake - starts).abs().mean() * 255)
         nearest, _ = pipe.model.retrieve(sentence.to(pipe.device),
                                          torch.zeros_like(noise).to(pipe.device))
@@ -112,8 +116,7 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
             result["retrieval_only_r_precision"] = r_precision(scorer, starts * 2 - 1,
                                                                prompts).mean
         if train_prompts:
-            drawn = pipe.generate_tensor(pipe.encode(train_prompts),
-                                         pipe.noise(len(train_prompts), 0))
+            drawn = pipe.generate_prompts(train_prompts, pipe.noise(len(train_prompts), 0))
             result["r_precision_train_captions"] = r_precision(scorer, drawn,
                                                                train_prompts).mean
     except (ImportError, GanforgeError) as exc:

@@ -349,7 +349,11 @@ def _starting_captions(pipe: Any, prompts: list[str], args: argparse.Namespace) 
         return []
     condition = pipe.encode(prompts).repeat_interleave(args.num_images, dim=0)
     noise = pipe.noise(args.num_images, args.seed, args.truncation).repeat(len(prompts), 1)
-    return pipe.model.starting_captions(condition.to(pipe.device), noise.to(pipe.device))
+    plans = pipe.compositions(prompts)
+    if plans is not None:
+        plans = [plan for plan in plans for _ in range(args.num_images)]
+    return pipe.model.starting_captions(condition.to(pipe.device), noise.to(pipe.device),
+                                        plans)
 
 
 # -------------------------------------------------------------------------- evaluate

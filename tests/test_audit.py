@@ -24,7 +24,7 @@ from ganforge.audit.compare import chi_square_test
 from ganforge.config import RunConfig
 from ganforge.data.captions import CaptionedImages
 from ganforge.data.images import to_tensor, uint8_to_float
-from ganforge.data.synthetic import CAPTION_COLOURS, SHAPES, draw_shape, write_captioned_shapes
+from ganforge.data.synthetic import CAPTION_COLOURS, draw_shape, write_captioned_shapes
 from ganforge.errors import CheckpointError, ConfigError, DataError
 from ganforge.train.loop import train
 
@@ -51,17 +51,14 @@ class FakeShapes:
     def __init__(self, only: str | None = None):
         self.only = only
 
-    def encode(self, prompts: Sequence[str]) -> torch.Tensor:
-        words = [p.split() for p in prompts]  # "a red circle"
-        return torch.tensor([[COLOURS.index(w[1]), SHAPES.index(w[2])] for w in words])
-
     def noise(self, count: int, seed: int) -> torch.Tensor:
         return torch.rand(count, 3, generator=torch.Generator().manual_seed(seed))
 
-    def generate_tensor(self, sentence: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def generate_prompts(self, prompts: Sequence[str], noise: torch.Tensor) -> torch.Tensor:
+        words = [p.split() for p in prompts]  # "a red circle"
         return uint8_to_float(torch.stack([
-            _draw(self.only or COLOURS[c], SHAPES[s], z)
-            for (c, s), z in zip(sentence.tolist(), noise.tolist(), strict=True)]))
+            _draw(self.only or w[1], w[2], z) for w, z in zip(words, noise.tolist(),
+                                                                strict=True)]))
 
 
 class FakeRecolour:

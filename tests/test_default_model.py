@@ -27,3 +27,25 @@ def test_the_shipped_default_model_generates_offline() -> None:
     alone = np.asarray(pipe("grinning face", num_images=1, seed=0)[0]).astype(int)
     first = np.asarray(images[0]).astype(int)
     assert np.abs(alone - first).max() <= 2 and (alone != first).mean() < 0.01
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None,
+                    reason="the shipped model's text encoder needs the minilm extra")
+def test_the_shipped_default_draws_the_demo_prompts_it_holds_no_image_of() -> None:
+    """Held out of training: "grinning face with sunglasses" starts from a grinning face with
+    the memory's sunglasses on it, "blue apple" from an apple recoloured blue."""
+    import torch
+
+    from ganforge.inference.ragan import colour_names
+
+    pipe = TextToImagePipeline.from_pretrained(DEFAULT_MODEL)
+    pipe.watermark = False
+    prompts = ["grinning face with sunglasses", "blue apple", "grinning face"]
+    started = pipe.model.starting_captions(pipe.encode(prompts), pipe.noise(3, 0),
+                                           pipe.compositions(prompts))
+    assert "grinning" in started[0] and started[0].endswith("+ sunglasses")
+    assert "apple" in started[1] and started[1].endswith("recoloured blue")
+    shades, apple, plain = (np.asarray(im).astype(int) for im in pipe(prompts, seed=0))
+    lens = np.abs(shades - [41, 47, 51]).max(axis=2) < 30  # Twemoji's sunglasses grey
+    assert lens[16:36].sum() > 150 and (np.abs(plain - [41, 47, 51]).max(axis=2) < 30).sum() < 30
+    assert colour_names(torch.from_numpy(apple).permute(2, 0, 1)[None]) == ["blue"]

@@ -216,3 +216,53 @@ def test_generate_records_the_training_image_each_picture_started_from(
                  str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 0
     meta = read_png_metadata(tmp_path / "out" / "a-blue-square_s0_001.png")
     assert meta["started_from"] == "a blue square" and meta["prompt"] == "a blue square"
+
+
+def test_a_prompt_naming_what_no_image_has_starts_from_a_collage(tmp_path: Path) -> None:
+    """No training image is a face with sunglasses or a blue apple, but the memory has a face,
+    sunglasses and a red apple: the model starts from the face with the sunglasses on its
+    eyes, and from the apple recoloured blue; with composition off it cannot."""
+    size = 32
+    (tmp_path / "images").mkdir()
+    drawings = {
+        "a smiling face": lambda d: (d.ellipse((3, 3, 28, 28), fill=(255, 204, 77)),
+                                     d.rectangle((9, 11, 11, 14), fill=(102, 69, 0)),
+                                     d.rectangle((20, 11, 22, 14), fill=(102, 69, 0)),
+                                     d.rectangle((10, 21, 21, 23), fill=(102, 69, 0))),
+        "sunglasses": lambda d: d.rectangle((4, 12, 27, 18), fill=(41, 47, 51)),
+        "a red apple": lambda d: (d.ellipse((6, 8, 26, 28), fill=(221, 46, 68)),
+                                  d.rectangle((15, 3, 17, 9), fill=(110, 60, 30))),
+        "a green square": lambda d: d.rectangle((8, 8, 24, 24), fill=(30, 170, 40)),
+        "a rocket": lambda d: d.polygon([(16, 3), (24, 28), (8, 28)], fill=(200, 200, 220)),
+    }
+    rows = []
+    for i, (caption, draw) in enumerate(drawings.items()):
+        image = Image.new("RGB", (size, size), "white")
+        draw(ImageDraw.Draw(image))
+        image.save(tmp_path / "images" / f"{i}.png")
+        rows.append({"image": f"images/{i}.png", "caption": caption, "group": str(i)})
+    (tmp_path / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = _config(tmp_path / "captions.jsonl", 2, group="group", size=size)
+    config.train["batch_size"] = 4
+    train(config, tmp_path / "run")
+    model = RAGANModel.from_pretrained(tmp_path / "run")
+    assert model.config.compose
+    pipe = TextToImagePipeline(model)
+    pipe.watermark = False
+    prompts = ["a smiling face with sunglasses", "a blue apple", "a smiling face"]
+    plans = pipe.compositions(prompts)
+    assert plans is not None and plans[2] is None
+    started = model.starting_captions(pipe.encode(prompts), torch.zeros(3, 16), plans)
+    assert started == ["a smiling face + sunglasses", "a red apple, recoloured blue",
+                       "a smiling face"]
+    worn, blue, plain = (torch.from_numpy(np.array(im)).permute(2, 0, 1)
+                         for im in pipe(prompts, seed=0))
+    lens = (worn.int() - torch.tensor([41, 47, 51]).view(3, 1, 1)).abs().amax(0) < 30
+    assert lens[8:18].sum() > 60  # the lenses lie over the eyes
+    assert ((plain.int() - torch.tensor([41, 47, 51]).view(3, 1, 1)).abs().amax(0)
+            < 30).sum() < 10
+    assert colour_names(blue[None]) == ["blue"]
+    model.config.compose = False
+    assert pipe.compositions(prompts) is None
+    alone = model.starting_captions(pipe.encode(prompts), torch.zeros(3, 16))
+    assert all(caption in drawings for caption in alone)

@@ -54,16 +54,12 @@ class TextToImageSampler(Protocol):
     @property
     def size(self) -> int: ...
 
-    def encode(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Sentence embeddings [P, D]."""
-        ...
-
     def noise(self, count: int, seed: int) -> torch.Tensor:
         """Noise [count, Z] drawn from ``seed``."""
         ...
 
-    def generate_tensor(self, sentence: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Images [N, 3, S, S] in [-1, 1] for sentence [N, D] and noise [N, Z]."""
+    def generate_prompts(self, prompts: Sequence[str], noise: torch.Tensor) -> torch.Tensor:
+        """Images [N, 3, S, S] in [-1, 1], one per prompt, for noise [N, Z]."""
         ...
 
 
@@ -241,8 +237,8 @@ def _text_samples(pipe: TextToImageSampler, prompts: list[str], seed: int, batch
     noise = pipe.noise(len(prompts), seed)
     for start in tqdm(range(0, len(prompts), batch_size), desc="generating",
                       disable=not progress):
-        sentence = pipe.encode(prompts[start:start + batch_size])
-        yield pipe.generate_tensor(sentence, noise[start:start + batch_size]).float().cpu()
+        yield pipe.generate_prompts(prompts[start:start + batch_size],
+                                    noise[start:start + batch_size]).float().cpu()
 
 
 def _source_images(sources: str | Path | None, run: RunConfig | None, direction: str,

@@ -86,6 +86,11 @@ class TextToImageModel(InferenceModel):
         """Images [B, 3, S, S] in [-1, 1], one per row of ``condition`` and ``noise``."""
         raise NotImplementedError
 
+    def compositions(self, prompts: list[str], encode: Any) -> list[Any] | None:
+        """What the model reads from each prompt's words beyond its embedding (passed back to
+        ``generate`` as ``compositions``, one per row), or None: it reads nothing more."""
+        return None
+
 
 class ImageToImageModel(InferenceModel):
     """Images to images: ``translate(images, direction)`` in [-1, 1], [B, 3, S, S]."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,15 @@ from torch import nn
 
 from ganforge.errors import CheckpointError
 from ganforge.inference.base import reject_options
+from ganforge.inference.compose import (
+    COLOUR_WORDS,
+    TARGET_HUES,
+    PromptParts,
+    overlay,
+    parse_prompt,
+    placement,
+    recolour,
+)
 from ganforge.inference.dfgan import (
     MINILM_DIM,
     DFGANInferenceConfig,
@@ -245,6 +255,16 @@ class RetrievalGenerator(nn.Module):
         return (out, base) if with_recoloured else out
 
 
+@dataclass(frozen=True)
+class Composition:
+    """A prompt's parts (``compose.parse_prompt``) with the sentence embeddings [D] of its
+    subject and accessory phrases."""
+
+    parts: PromptParts
+    subject: torch.Tensor
+    accessory: torch.Tensor | None
+
+
 @dataclass
 class RAGANInferenceConfig(DFGANInferenceConfig):
     """What sampling a retrieval-augmented GAN needs: DF-GAN's fields (the generator's shape,
@@ -262,6 +282,8 @@ class RAGANInferenceConfig(DFGANInferenceConfig):
     memory_captions: list[str] = field(default_factory=list)
     colour_keys: bool = False
     colour_pool: int = 16
+    compose: bool = False
+    accessory_min_similarity: float = 0.75
 
 
 def colour_captions(images: torch.Tensor, captions: list[str]) -> list[str]:
@@ -326,17 +348,122 @@ class RAGANModel(DFGANModel):
                                                  old.keys.cpu(), keys)
         self.config.colour_keys = True
 
-    def starting_captions(self, sentence: torch.Tensor, noise: torch.Tensor) -> list[str]:
-        """The caption of the training image each row starts from (provenance)."""
-        index, _ = self.retrieve(sentence, noise)
-        return [self.config.memory_captions[i] for i in index.tolist()]
+    def compositions(self, prompts: list[str], encode: Any) -> list[Composition | None] | None:
+        """Per prompt, what a collage could add (``compose.parse_prompt``: a colour word, a
+        "with" accessory) with the embeddings of its subject and accessory phrases, or None
+        for a plain prompt; None for all when the model does not compose. ``encode(texts)
+        -> [n, D]`` is the pipeline's text encoder."""
+        if not self.config.compose:
+            return None
+        parts = [parse_prompt(prompt) for prompt in prompts]
+        phrases = sorted({t for p in parts if p.composed
+                          for t in (p.subject, p.accessory) if t is not None})
+        if not phrases:
+            return [None] * len(prompts)
+        embedded = dict(zip(phrases, encode(phrases).float().cpu(), strict=True))
+        return [Composition(p, embedded[p.subject],
+                            embedded[p.accessory] if p.accessory else None)
+                if p.composed else None for p in parts]
 
-    def generate(self, condition: Any, noise: torch.Tensor, **options: Any) -> torch.Tensor:
-        """Retrieve a starting image per row, then ``generator(noise, sentence, start, start
-        caption, similarity)``; no sampling options."""
-        reject_options(self.kind, options)
+    def starts(self, sentence: torch.Tensor, noise: torch.Tensor,
+               compositions: list[Composition | None] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+        """What each row starts from: (uint8 images [B, 3, S, S], their caption keys [B, D],
+        similarities [B], descriptions). A row with a composition whose retrieved image lacks
+        its accessory or colour starts from a collage (``compose``): the subject retrieved by
+        its own phrase, recoloured, with the accessory retrieved and overlaid; its key is
+        then the prompt itself (the collage is what was asked)."""
         memory = self.modules["memory"]
-        index, similarity = self.retrieve(condition, noise)
-        start = memory.images()[index.to(memory.png.device)].float().div(127.5).sub(1)
-        return self.modules["generator"](noise, condition, start.to(noise.device),
-                                         memory.keys[index].to(noise.device), similarity)
+        index, similarity = self.retrieve(sentence, noise)
+        images = memory.images()[index.to(memory.png.device)].cpu().clone()
+        keys = memory.keys[index].float().cpu().clone()
+        similarity = similarity.float().cpu().clone()
+        captions = self.config.memory_captions
+        described = [captions[i] for i in index.tolist()]
+        for row, composition in enumerate(compositions or []):
+            if composition is None:
+                continue
+            made = self._collage(composition, int(index[row]), noise[row:row + 1])
+            if made is not None:
+                images[row], described[row] = made
+                keys[row] = F.normalize(sentence[row].float().cpu(), dim=0)
+                similarity[row] = 1.0
+        return images, keys, similarity, described
+
+    def _collage(self, composition: Composition, index: int, noise: torch.Tensor
+                 ) -> tuple[torch.Tensor, str] | None:
+        """(collage, description) for one row, or None when the retrieved image already has
+        what the prompt asks for (its caption names the accessory and the subject's last
+        word, and its colour is the one asked for or its caption names that colour). An
+        accessory is only overlaid when the memory holds an image of it alone
+        (``_depicts_alone``): "with white cane" or "with open mouth" retrieve a person or a
+        face, which pasted on the subject would make a worse picture than none."""
+        memory, captions = self.modules["memory"], self.config.memory_captions
+        parts = composition.parts
+        accessory = None
+        if composition.accessory is not None and not (
+                _names_all(captions[index], parts.accessory or "")
+                and _names_all(captions[index], parts.subject.split()[-1])):
+            found, score = self.retrieve(composition.accessory.view(1, -1).to(noise.device),
+                                         torch.zeros_like(noise))
+            if float(score) >= self.config.accessory_min_similarity and _depicts_alone(
+                    captions[int(found)], parts.accessory or ""):
+                accessory = int(found)
+                index = int(self.retrieve(composition.subject.view(1, -1).to(noise.device),
+                                          noise)[0])
+        images = memory.images()
+        subject = images[index].cpu()
+        description = captions[index]
+        changed = False
+        if parts.colour in TARGET_HUES and not _names_all(description, parts.colour or "") \
+                and colour_names(subject[None])[0] != parts.colour:
+            subject = recolour(subject, parts.colour)
+            description += f", recoloured {parts.colour}"
+            changed = True
+        if accessory is not None:
+            worn = images[accessory].cpu()
+            colour = parts.accessory_colour
+            if colour is not None and colour_names(worn[None])[0] != colour:
+                worn = recolour(worn, colour)
+            subject = overlay(subject, worn, placement(parts.accessory or ""))
+            description += f" + {captions[accessory]}"
+            changed = True
+        return (subject, description) if changed else None
+
+    def starting_captions(self, sentence: torch.Tensor, noise: torch.Tensor,
+                          compositions: list[Composition | None] | None = None) -> list[str]:
+        """What each row starts from, in words: the training image's caption, or the collage
+        made of them (provenance)."""
+        return self.starts(sentence, noise, compositions)[3]
+
+    def generate(self, condition: Any, noise: torch.Tensor,
+                 compositions: list[Composition | None] | None = None,
+                 **options: Any) -> torch.Tensor:
+        """Find each row's starting image (``starts``: retrieved, or a collage for a
+        ``compositions`` row), then ``generator(noise, sentence, start, start caption,
+        similarity)``; no sampling options."""
+        reject_options(self.kind, options)
+        images, keys, similarity, _ = self.starts(condition, noise, compositions)
+        device = noise.device
+        start = images.to(device).float().div(127.5).sub(1)
+        return self.modules["generator"](noise, condition, start, keys.to(device),
+                                         similarity.to(device))
+
+
+def _depicts_alone(caption: str, phrase: str) -> bool:
+    """Whether a memory caption names the object of ``phrase`` alone: every word of the phrase
+    (but colour words), at most one more word ("heavy dollar sign" for "dollar sign"), and
+    no "with" or ":" (which join a person or face to the object in emoji names)."""
+    words = re.findall(r"[a-z]+", caption.lower())
+    wanted = [w for w in re.findall(r"[a-z]+", phrase.lower()) if w not in COLOUR_WORDS]
+    return (_names_all(caption, phrase) and "with" not in words and ":" not in caption
+            and len(words) <= len(wanted) + 1)
+
+
+def _names_all(caption: str, phrase: str) -> bool:
+    """Whether every word of ``phrase`` occurs in ``caption`` (a phrase of more than colour
+    words: every word but the colour words)."""
+    words = set(re.findall(r"[a-z]+", caption.lower()))
+    wanted = re.findall(r"[a-z]+", phrase.lower())
+    wanted = [w for w in wanted if w not in COLOUR_WORDS] or wanted
+    return all(w in words for w in wanted)

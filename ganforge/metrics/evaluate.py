@@ -352,8 +352,8 @@ class _Generation:
         return len(self.inputs.prompts)
 
     def batch(self, indices: Sequence[int]) -> GeneratedBatch:
-        sentence = self.pipe.encode([self.inputs.prompts[i] for i in indices])
-        images = self.pipe.generate_tensor(sentence, self.noise[list(indices)])
+        images = self.pipe.generate_prompts([self.inputs.prompts[i] for i in indices],
+                                            self.noise[list(indices)])
         return GeneratedBatch(list(indices), _to_uint8(images))
 
     def sample(self, batch: GeneratedBatch, row: int) -> Sample:

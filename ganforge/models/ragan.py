@@ -73,6 +73,11 @@ class RAGANConfig(DFGANConfig):
         True, "the saved memory also keys each image by its caption prefixed with the colour "
         "measured on its pixels ('red beating heart'): a prompt's colour word picks, among the "
         "nearest captions, the image of that colour (retrieval only; training is unchanged)")
+    compose: bool = option(
+        True, "at sampling, a prompt naming a colour or a 'with' accessory that the nearest "
+        "training image lacks starts from a collage: the subject retrieved and recoloured, "
+        "the accessory retrieved and overlaid (eyewear on the eyes, headwear on top, else "
+        "beside); sampling only, training is unchanged")
     rank_margin: float = option(
         0.05, "only neighbours within this cosine similarity of the nearest are candidates "
         "(a prompt that names one training image well always starts from it)")
@@ -212,7 +217,7 @@ class RAGAN(DFGAN):
         base = dataclasses.asdict(super().inference_config(c, data_config))
         return RAGANInferenceConfig(**base, neighbours=c.neighbours, rank_spread=c.rank_spread,
                                     rank_margin=c.rank_margin, colour_head=c.colour_head,
-                                    colour_keys=c.colour_keys)
+                                    colour_keys=c.colour_keys, compose=c.compose)
 
     def load_data(self, data_config: RetrievalDataConfig, seed: int) -> RetrievalCaptions:
         data = load_captions(data_config, self.config.size, self.config.text_encoder,

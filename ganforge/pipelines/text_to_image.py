@@ -114,16 +114,26 @@ class TextToImagePipeline(Pipeline):
         return embedding.sentence.float()
 
     @torch.no_grad()
+    def compositions(self, prompts: Sequence[str]) -> list[Any] | None:
+        """What the model reads from each prompt's words beyond its embedding (a
+        retrieval-augmented model: colour and "with" parts it may build a collage from), or
+        None."""
+        return self.model.compositions(check_prompts(prompts), self.encode)
+
+    @torch.no_grad()
     def generate_tensor(self, sentence: Condition, noise: torch.Tensor,
-                        batch_size: int = 256, **options: Any) -> torch.Tensor:
+                        batch_size: int = 256, compositions: list[Any] | None = None,
+                        **options: Any) -> torch.Tensor:
         """Images [N, 3, S, S] in [-1, 1] for rows of conditions (``encode``) and noise
-        (``noise``); ``options`` are the family's sampling settings."""
+        (``noise``), with each row's ``compositions`` entry when the model reads prompts'
+        words (``compositions``); ``options`` are the family's sampling settings."""
         out = []
         for start in range(0, len(noise), batch_size):
             rows = slice(start, start + batch_size)
             condition = take_rows(sentence, rows).to(self.device)
-            out.append(self.model.generate(condition, noise[rows].to(self.device), **options
-                                           ).float().clamp(-1, 1))
+            extra = {} if compositions is None else {"compositions": compositions[rows]}
+            out.append(self.model.generate(condition, noise[rows].to(self.device), **extra,
+                                           **options).float().clamp(-1, 1))
         return torch.cat(out)
 
     def __call__(self, prompts: str | Sequence[str], num_images: int = 1, seed: int = 0,
@@ -133,13 +143,28 @@ class TextToImagePipeline(Pipeline):
         (MaskGIT: ``guidance``, ``temperature``, ``decode_steps``)."""
         if not 1 <= num_images <= MAX_IMAGES:
             raise ConfigError(f"number of images must be in 1..{MAX_IMAGES}, got {num_images}")
-        condition = self.encode(prompts)
         noise = self.noise(num_images, seed, truncation)
-        count = len(condition.tokens if isinstance(condition, TextEmbedding) else condition)
-        rows = take_rows(condition, torch.arange(count).repeat_interleave(num_images))
-        repeat = (count,) + (1,) * (noise.dim() - 1)
-        return self.to_images(self.generate_tensor(rows, noise.repeat(*repeat), batch_size,
-                                                   **options))
+        prompts = check_prompts(prompts)
+        repeat = (len(prompts),) + (1,) * (noise.dim() - 1)
+        return self.to_images(self.generate_prompts(
+            [p for p in prompts for _ in range(num_images)], noise.repeat(*repeat), batch_size,
+            **options))
+
+    @torch.no_grad()
+    def generate_prompts(self, prompts: Sequence[str], noise: torch.Tensor,
+                         batch_size: int = 256, **options: Any) -> torch.Tensor:
+        """Images [N, 3, S, S] in [-1, 1], one per prompt with noise row i: what ``__call__``
+        gives, as a tensor (the prompts' embeddings and ``compositions``; a repeated prompt
+        is encoded once)."""
+        prompts = check_prompts(prompts)
+        unique = list(dict.fromkeys(prompts))
+        slot = {prompt: i for i, prompt in enumerate(unique)}
+        index = torch.tensor([slot[p] for p in prompts])
+        plans = self.compositions(unique)
+        if plans is not None:
+            plans = [plans[i] for i in index.tolist()]
+        return self.generate_tensor(take_rows(self.encode(unique), index), noise, batch_size,
+                                    plans, **options)
 
     def interpolate(self, first: str, second: str, steps: int = 8, seed: int = 0,
                     truncation: float | None = None, **options: Any) -> list[Image.Image]:

@@ -442,13 +442,9 @@ def generate_batch(pipe: TextToImagePipeline, jobs: list[GenerateJob]) -> list[l
     ``pipe(job.prompt, num_images=job.n, seed=job.seed)`` gives (same noise, same text)."""
     import torch
 
-    from ganforge.pipelines.text_to_image import take_rows
-
-    condition = pipe.encode([job.prompt for job in jobs])
-    rows = take_rows(condition, torch.cat([torch.full((job.n,), i, dtype=torch.long)
-                                           for i, job in enumerate(jobs)]))
     noise = torch.cat([pipe.noise(job.n, job.seed, job.truncation) for job in jobs])
-    images = pipe.to_images(pipe.generate_tensor(rows, noise))
+    images = pipe.to_images(pipe.generate_prompts(
+        [job.prompt for job in jobs for _ in range(job.n)], noise))
     out, start = [], 0
     for job in jobs:
         out.append(images[start:start + job.n])
