@@ -11,7 +11,8 @@ generated images, the same real sources split 70 / 10 / 20 with the same seed).
 For each family F: fit on the real training images (``--real-train`` per source) and every
 other family's 80 % share, test on all of F's images against the real test split, as they
 are and halved + JPEG 75 (``--degraded-test`` per family / source, for time). Features are
-cached in ``--features`` (the slow part: ~8 images/s on one CPU thread).
+cached in ``--features`` (the slow part: ~8 images/s on one CPU thread). The probe is
+``ganforge.provenance.detector.fit_probe``, the one the shipped detector uses.
 
     OMP_NUM_THREADS=1 python benchmarks/detector_probe.py --cache /tmp/det/data \\
         --features /tmp/det/probe.npz --out /tmp/det/probe.json
@@ -24,33 +25,27 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).parent))
 from detector_lofo import FAMILIES, degrade, on_white, random_crops, split
 
 from ganforge.metrics.fid import InceptionFeatures
-from ganforge.provenance.detector import load_images, prepare
-
-
-def features_of(net: InceptionFeatures, images: list[Image.Image], batch: int = 16
-                ) -> np.ndarray:
-    """[N, 2048] pool features of RGB images (any size; resized to 299 by the network)."""
-    out = []
-    for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
-        size = chunk[0].size
-        tensor = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize(size)))
-                              for im in chunk]).permute(0, 3, 1, 2).float() / 255
-        out.append(net._forward(tensor))
-    return np.concatenate(out).astype(np.float32)
+from ganforge.provenance.detector import (
+    Detector,
+    DetectorConfig,
+    FeatureProbe,
+    calibrate_threshold,
+    fit_probe,
+    inception_features,
+    load_images,
+    prepare,
+    roc_auc,
+)
 
 
 def main() -> None:
@@ -65,17 +60,27 @@ def main() -> None:
                         help="test images per family and per real source also scored "
                         "halved + JPEG 75")
     parser.add_argument("--features", type=Path, required=True, help="feature cache (.npz)")
-    parser.add_argument("--c", type=float, default=0.05, help="inverse L2 strength")
+    parser.add_argument("--train-degraded", action="store_true",
+                        help="also fit on halved + JPEG 75 copies of the training images (the "
+                        "families' degraded copies are their first --degraded-test images)")
+    parser.add_argument("--c", type=float, default=0.01,
+                        help="inverse L2 strength (scikit-learn's C)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-fpr", type=float, default=0.01)
+    parser.add_argument("--ship", type=Path, help="save the all-family probe as a detector here")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
     families = [f for f in args.families.split(",") if f]
 
-    if args.features.is_file():
-        cached = dict(np.load(args.features))
-    else:
+    cached = dict(np.load(args.features)) if args.features.is_file() else {}
+    wanted = (["train-degraded"] if args.train_degraded else []) + (
+        ["calib", "calib-degraded"] if args.ship else [])
+    missing = [part for part in wanted if f"real/twitter/{part}" not in cached]
+    if args.ship and any(f"fake/{f}/test-degraded" not in cached for f in families):
+        missing.append("test-degraded")
+    if not cached or missing:
         emoji = Path(args.data) / "emoji"
         fluent = [on_white(Image.open(p)) for p in sorted((emoji / "fluent3d" / "256").iterdir())
                   if p.suffix in (".png", ".webp")]
@@ -85,21 +90,31 @@ def main() -> None:
                  "fluent3d-crop": random_crops(fluent[::3], args.seed + 1)}
         del fluent
         net = InceptionFeatures.load()
-        cached = {}
+        fresh = not cached
         for name, images in reals.items():
-            train, _, test = split(images, args.seed, (0.7, 0.1, 0.2))
-            cached[f"real/{name}/train"] = features_of(net, train[:args.real_train])
-            cached[f"real/{name}/test"] = features_of(net, test)
-            cached[f"real/{name}/test-degraded"] = features_of(
-                net, degrade(test[:args.degraded_test]))
+            train, calib, test = split(images, args.seed, (0.7, 0.1, 0.2))
+            if "calib" in missing:
+                cached[f"real/{name}/calib"] = inception_features(calib, net)
+                cached[f"real/{name}/calib-degraded"] = inception_features(degrade(calib), net)
+            if fresh:
+                cached[f"real/{name}/train"] = inception_features(train[:args.real_train], net)
+                cached[f"real/{name}/test"] = inception_features(test, net)
+                cached[f"real/{name}/test-degraded"] = inception_features(
+                    degrade(test[:args.degraded_test]), net)
+            if "train-degraded" in missing:
+                cached[f"real/{name}/train-degraded"] = inception_features(
+                    degrade(train[:args.real_train]), net)
             print(f"real {name} ({time.perf_counter() - started:.0f} s)", flush=True)
         for name in families:
             images = load_images(args.cache / name)
             train, test = split(images, args.seed, (0.8, 0.2))
-            cached[f"fake/{name}/train"] = features_of(net, train)
-            cached[f"fake/{name}/test"] = features_of(net, test)
-            cached[f"fake/{name}/all-degraded"] = features_of(
-                net, degrade(images[:args.degraded_test]))
+            if fresh:
+                cached[f"fake/{name}/train"] = inception_features(train, net)
+                cached[f"fake/{name}/test"] = inception_features(test, net)
+                cached[f"fake/{name}/all-degraded"] = inception_features(
+                    degrade(images[:args.degraded_test]), net)
+            if f"fake/{name}/test-degraded" not in cached and args.ship:
+                cached[f"fake/{name}/test-degraded"] = inception_features(degrade(test), net)
             print(f"{name} ({time.perf_counter() - started:.0f} s)", flush=True)
         np.savez(args.features, **cached)
 
@@ -111,17 +126,17 @@ def main() -> None:
     real_test = stack("real", sources, "test")
     real_degraded = stack("real", sources, "test-degraded")
 
-    def fit(names: list[str]):  # type: ignore[no-untyped-def]
-        fake = stack("fake", names, "train")
-        x = np.concatenate([real_train, fake])
-        y = np.concatenate([np.zeros(len(real_train)), np.ones(len(fake))])
-        probe = make_pipeline(StandardScaler(), LogisticRegression(
-            C=args.c, max_iter=2000, class_weight="balanced"))
-        return probe.fit(x, y)
+    def fit(names: list[str]) -> FeatureProbe:
+        real, fake = real_train, stack("fake", names, "train")
+        if args.train_degraded:  # halved JPEG copies on both sides: blur is not a verdict
+            real = np.concatenate([real, stack("real", sources, "train-degraded")])
+            fake = np.concatenate([fake, stack("fake", names, "all-degraded")])
+        return fit_probe(real, fake, args.c)
 
-    def auc(probe, real: np.ndarray, fake: np.ndarray) -> float:  # type: ignore[no-untyped-def]
-        scores = probe.decision_function(np.concatenate([real, fake]))
-        return float(roc_auc_score(np.r_[np.zeros(len(real)), np.ones(len(fake))], scores))
+    def auc(probe: FeatureProbe, real: np.ndarray, fake: np.ndarray) -> float:
+        with torch.no_grad():
+            scores = probe(torch.from_numpy(np.concatenate([real, fake]))).numpy()
+        return roc_auc(np.r_[np.zeros(len(real)), np.ones(len(fake))], scores)
 
     rows = {}
     for held in families:
@@ -138,11 +153,47 @@ def main() -> None:
                   "auc_jpeg75_half": auc(probe, real_degraded,
                                          stack("fake", families, "all-degraded"))}
     print("all families (in distribution):", everything)
+    if args.ship:  # the figures of record: test images only (the training set held the
+        # families' first --degraded-test images halved, so "all-degraded" overlaps it)
+        everything["auc_jpeg75_half"] = auc(probe, real_degraded,
+                                            stack("fake", families, "test-degraded"))
+        everything.update(ship(probe, args, families, stack, sources, real_test, real_degraded))
     result = {"lofo": rows, "all_families": everything, "c": args.c,
+              "train_degraded": args.train_degraded,
               "real_train": len(real_train), "real_test": len(real_test),
               "seconds": time.perf_counter() - started}
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], stack: Any,
+         sources: list[str], real_test: np.ndarray, real_degraded: np.ndarray
+         ) -> dict[str, Any]:
+    """Save the all-family probe as a detector with its verdict threshold: at most
+    ``--max-fpr`` of the calibration reals flagged, as they are and halved + JPEG 75 together;
+    return its false- and true-positive rates on the test images at that threshold."""
+    with torch.no_grad():
+        def probability(features: np.ndarray) -> np.ndarray:
+            return torch.sigmoid(probe(torch.from_numpy(features))).numpy()
+
+        calib = np.concatenate([stack("real", sources, "calib"),
+                                stack("real", sources, "calib-degraded")])
+        threshold = calibrate_threshold(probability(calib), args.max_fpr)
+        rates = {"threshold": threshold,
+                 "fpr_test": float(np.mean(probability(real_test) >= threshold)),
+                 "fpr_test_jpeg75_half": float(np.mean(probability(real_degraded) >= threshold))}
+        for name in families:
+            rates[f"tpr_{name}"] = float(np.mean(
+                probability(stack("fake", [name], "test")) >= threshold))
+            rates[f"tpr_{name}_jpeg75_half"] = float(np.mean(
+                probability(stack("fake", [name], "test-degraded")) >= threshold))
+    record = {"trained_on": {"families": families, "real_per_source": args.real_train,
+                             "halved_jpeg_copies": args.train_degraded},
+              "inverse_l2": args.c, "evaluation": rates}
+    Detector(DetectorConfig(backbone="inception-probe", threshold=threshold),
+             {"net": probe}, record).save_pretrained(args.ship)
+    print(f"detector written to {args.ship}: {rates}")
+    return rates
 
 
 if __name__ == "__main__":

@@ -113,3 +113,63 @@ def test_simulated_artifacts_change_a_real_image_and_are_seeded() -> None:
     assert first.size == (64, 64) and first.mode == "RGB"
     assert np.array_equal(np.asarray(first), np.asarray(again))
     assert np.abs(np.asarray(first, np.float64) - np.asarray(image, np.float64)).mean() > 0.5
+
+
+class ColourStatistics:
+    """Stands in for the pretrained network: 2,048 'features' made of each image's channel
+    means and high-frequency energy (what tells the test's two kinds of image apart)."""
+
+    def _forward(self, batch: torch.Tensor) -> np.ndarray:
+        means = batch.mean(dim=(2, 3))
+        detail = (batch[..., 1:, :] - batch[..., :-1, :]).abs().mean(dim=(1, 2, 3))
+        rows = torch.cat([means, detail.unsqueeze(1)], dim=1)
+        noise = torch.randn(len(batch), 2048 - 4, generator=torch.Generator().manual_seed(0))
+        return torch.cat([rows, noise], dim=1).double().numpy()
+
+
+def test_a_probe_on_pretrained_features_separates_and_round_trips(tmp_path: Path) -> None:
+    """fit_probe learns the direction that separates two feature clouds; the saved
+    "inception-probe" detector loads with the same weights and scores images through the
+    (here: stand-in) pretrained network."""
+    from ganforge.provenance.detector import fit_probe, inception_features
+
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((200, 64)).astype(np.float32)
+    fake = rng.standard_normal((150, 64)).astype(np.float32)
+    fake[:, 7] += 2.0
+    probe = fit_probe(real, fake, inverse_l2=0.05)
+    assert int(probe.head.weight[0].abs().argmax()) == 7
+    with torch.no_grad():
+        held_real = probe(torch.from_numpy(rng.standard_normal((100, 64)).astype(np.float32)))
+        shifted = rng.standard_normal((100, 64)).astype(np.float32)
+        shifted[:, 7] += 2.0
+        held_fake = probe(torch.from_numpy(shifted))
+    assert (held_fake > held_real.median()).float().mean() > 0.85
+
+    images = [smooth_shapes(i) for i in range(24)] + [upsampled(i) for i in range(24)]
+    features = inception_features(images, ColourStatistics())
+    assert features.shape == (48, 2048)
+    detector = Detector(DetectorConfig(backbone="inception-probe", threshold=0.5),
+                        {"net": fit_probe(features[:24], features[24:], inverse_l2=1.0)})
+    detector._inception = ColourStatistics()
+    scores = detector.probability(images)
+    assert scores[24:].mean() > scores[:24].mean() + 0.5
+    detector.save_pretrained(tmp_path / "probe")
+    loaded = Detector.from_pretrained(tmp_path / "probe")
+    assert loaded.config.backbone == "inception-probe"
+    loaded._inception = ColourStatistics()
+    assert np.allclose(loaded.probability(images), scores, atol=1e-6)
+    # a larger image is reduced to 64 px first; transparency is composited on white
+    assert inception_features([images[0].resize((256, 256))], ColourStatistics()).shape \
+        == (1, 2048)
+
+
+def test_an_unknown_detector_backbone_is_a_clear_error(tmp_path: Path) -> None:
+    from ganforge.errors import CheckpointError
+
+    Detector(DetectorConfig(), {"net": DetectorNet()}).save_pretrained(tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    config["config"]["backbone"] = "vit"
+    (tmp_path / "d" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="unknown detector backbone 'vit'"):
+        Detector.from_pretrained(tmp_path / "d")

