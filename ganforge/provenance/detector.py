@@ -1,9 +1,17 @@
-"""A detector of generated images: a small CNN that says how likely an image is generated.
+"""A detector of generated images: how likely an image is generated.
+
+Two kinds (``DetectorConfig.backbone``): a small CNN trained from scratch on generator
+fingerprints ("cnn", ``train_detector``, ``ganforge detector train``), and a logistic-regression
+probe on the pretrained FID InceptionV3's pool features ("inception-probe", ``fit_probe``; the
+shipped one since 2026-12-02: on generator families it never saw it transfers far better,
+``benchmarks/detector_probe.py``). Ojha et al. 2023 ("Towards universal fake image detectors
+that generalize across generative models") showed the same with a frozen CLIP: features learnt
+for something else do not overfit one generator's traces.
 
 It complements the watermark: it needs no cooperation from the generator, so it also speaks
 about images whose mark was removed or never embedded, but it is statistical: it is trained on
 the families we have and measured, family by family, on families it did not train on (see the
-model card of the shipped one, ``ganforge/assets/detector-emoji-64/README.md``). Training
+model card of the shipped one, ``ganforge/assets/detector-emoji-64/README.md``). The CNN's training
 follows Wang et al. 2020 ("CNN-generated images are surprisingly easy to spot... for now"):
 random Gaussian blur and JPEG re-encoding (plus down-and-up resizing) so that the detector
 relies on traces that survive them, which are the ones shared between generators. Generated
@@ -331,9 +339,16 @@ class Detector(Artifact):
             if not len(images):
                 return np.zeros(0)
             if getattr(self, "_inception", None) is None:
+                from ganforge.errors import MissingDependency
                 from ganforge.metrics.fid import InceptionFeatures
 
-                self._inception = InceptionFeatures.load(device=self.device)
+                try:
+                    self._inception = InceptionFeatures.load(device=self.device)
+                except MissingDependency as exc:
+                    raise MissingDependency(
+                        f"this detector reads the FID InceptionV3's features, which are not "
+                        f"available ({exc}); or skip it: ganforge verify --no-detector"
+                    ) from None
             features = torch.from_numpy(inception_features(images, self._inception))
             return torch.sigmoid(net(features.to(self.device))).cpu().numpy()
         out = [torch.sigmoid(net(to_batch(images[i:i + batch_size]).to(self.device))).cpu()
