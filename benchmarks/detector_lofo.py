@@ -139,6 +139,17 @@ def make_family(name: str, args: argparse.Namespace, twemoji: list[Image.Image],
     return [prepare(im) for im in makers[name]()]
 
 
+def load_reals(emoji: Path, seed: int) -> dict[str, list[Image.Image]]:
+    """The real sources, composited on white at 64 px: Twemoji, Noto, Fluent 3D (256 -> 64)
+    and one random 64 px crop of every third Fluent 3D image at 256 px."""
+    fluent = [on_white(Image.open(p)) for p in sorted((emoji / "fluent3d" / "256").iterdir())
+              if p.suffix in (".png", ".webp")]
+    return {"twitter": load_images(emoji / "twitter" / "64"),
+            "google": load_images(emoji / "google" / "64"),
+            "fluent3d": [prepare(im) for im in fluent],
+            "fluent3d-crop": random_crops(fluent[::3], seed + 1)}
+
+
 def cached(folder: Path | None, make: Callable[[], list[Image.Image]]) -> list[Image.Image]:
     """Images from ``folder`` if it holds them, else made and saved there as PNG."""
     if folder is not None and folder.is_dir() and any(folder.glob("*.png")):
@@ -204,13 +215,7 @@ def main() -> None:
 
     emoji = Path(args.data) / "emoji"
     captions = [json.loads(line)["caption"] for line in (emoji / "metadata.jsonl").open()]
-    fluent_256 = [on_white(Image.open(p)) for p in sorted((emoji / "fluent3d" / "256").iterdir())
-                  if p.suffix in (".png", ".webp")]
-    reals = {"twitter": load_images(emoji / "twitter" / "64"),
-             "google": load_images(emoji / "google" / "64"),
-             "fluent3d": [prepare(im) for im in fluent_256],
-             "fluent3d-crop": random_crops(fluent_256[::3], args.seed + 1)}
-    del fluent_256
+    reals = load_reals(emoji, args.seed)
     real_parts = {name: split(images, args.seed, (0.7, 0.1, 0.2))
                   for name, images in reals.items()}
     real_train = [im for parts in real_parts.values() for im in parts[0]]

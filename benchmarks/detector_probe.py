@@ -29,10 +29,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from detector_lofo import FAMILIES, degrade, on_white, random_crops, split
+from detector_lofo import FAMILIES, degrade, load_reals, split
 
 from ganforge.metrics.fid import InceptionFeatures
 from ganforge.provenance.detector import (
@@ -43,7 +42,6 @@ from ganforge.provenance.detector import (
     fit_probe,
     inception_features,
     load_images,
-    prepare,
     roc_auc,
 )
 
@@ -81,14 +79,7 @@ def main() -> None:
     if args.ship and any(f"fake/{f}/test-degraded" not in cached for f in families):
         missing.append("test-degraded")
     if not cached or missing:
-        emoji = Path(args.data) / "emoji"
-        fluent = [on_white(Image.open(p)) for p in sorted((emoji / "fluent3d" / "256").iterdir())
-                  if p.suffix in (".png", ".webp")]
-        reals = {"twitter": load_images(emoji / "twitter" / "64"),
-                 "google": load_images(emoji / "google" / "64"),
-                 "fluent3d": [prepare(im) for im in fluent],
-                 "fluent3d-crop": random_crops(fluent[::3], args.seed + 1)}
-        del fluent
+        reals = load_reals(Path(args.data) / "emoji", args.seed)
         net = InceptionFeatures.load()
         fresh = not cached
         for name, images in reals.items():
