@@ -10,7 +10,7 @@ real-vs-real floor (as many *other* real 3D images, from the training split, as 
 validation pairs, scored against the validation targets).
 
     OMP_NUM_THREADS=2 python benchmarks/restyle_emoji.py --out runs/restyle \
-        --grid docs/images/restyle_3d_val.png --ship ganforge/assets/restyle-3d-64  # shipped
+        --grid docs/images/restyle_3d_val.png --ship ganforge/assets/restyle-3d-64-pix2pix
     python benchmarks/restyle_emoji.py --out runs/restyle --prepare-only   # folders only
 
 Layout under OUT: train/a/{twitter,google}/<id>.png paired with train/b/{twitter,google}/<id>.png
@@ -261,7 +261,8 @@ def main() -> None:
     parser.add_argument("--google", action="store_true",
                         help="also score Noto (google) inputs of the validation emoji")
     parser.add_argument("--ship", type=Path, help="copy the exported model (config.json, "
-                        "model.safetensors) into this folder, e.g. ganforge/assets/restyle-3d-64")
+                        "model.safetensors) into this folder, e.g. "
+                        "ganforge/assets/restyle-3d-64-pix2pix")
     args = parser.parse_args()
     torch.set_num_threads(1)
 

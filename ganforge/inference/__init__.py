@@ -30,6 +30,7 @@ MODELS = {
     "ragan": "ganforge.inference.ragan:RAGANModel",
     "stargan": "ganforge.inference.stargan:StarGANModel",
     "esrgan": "ganforge.inference.esrgan:ESRGANModel",
+    "relight": "ganforge.inference.relight:RelightModel",
     "vqgan": "ganforge.inference.vqgan:ImageTokenizer",
     "tokenizer": "ganforge.inference.vqgan:ImageTokenizer",  # the family's name before 0.2
 }
