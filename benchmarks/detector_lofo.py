@@ -7,7 +7,7 @@ from every generator family we have, one folder of ``--per-family`` images each:
   ``ganforge/assets/text2image-emoji-64``), prompts = the emoji captions;
 - ``ragan``: the shipped text-to-image default (retrieval-augmented: training emoji, edited),
   prompts = the emoji captions;
-- ``pix2pix``: the shipped restyle model (flat -> 3D) on Twemoji;
+- ``pix2pix``: the pix2pix restyle network (flat -> 3D; ``--pix2pix``) on Twemoji;
 - ``cyclegan``, ``unit``: flat -> 3D runs (``--cyclegan``, ``--unit``) on Twemoji;
 - ``maskgit``: a MaskGIT run (``--maskgit``, prompts = the emoji captions);
 - ``stargan``: a StarGAN v2 run (``--stargan``) on Twemoji, to every style it knows;
@@ -60,6 +60,8 @@ from ganforge.provenance.detector import (
 
 #: real sources that show whole emoji (the fluent3d crops are the upscaler's counterpart)
 WHOLE_EMOJI = ("twitter", "google", "fluent3d")
+#: the pix2pix restyle network shipped beside the default (a relight since 2026-12-02)
+PIX2PIX = DEFAULT_TRANSLATOR.parent / "restyle-3d-64-pix2pix"
 FAMILIES = ("dfgan", "ragan", "pix2pix", "cyclegan", "unit", "maskgit", "stargan", "upscaler")
 
 
@@ -127,7 +129,7 @@ def make_family(name: str, args: argparse.Namespace, twemoji: list[Image.Image],
     makers: dict[str, Callable[[], list[Image.Image]]] = {
         "dfgan": lambda: generate_fakes(args.dfgan, n, seed, prompts=captions),
         "ragan": lambda: generate_fakes(DEFAULT_MODEL, n, seed, prompts=captions),
-        "pix2pix": lambda: translate(DEFAULT_TRANSLATOR, twemoji, n, ["a2b"]),
+        "pix2pix": lambda: translate(args.pix2pix, twemoji, n, ["a2b"]),
         "cyclegan": lambda: translate(args.cyclegan, twemoji, n, ["a2b"]),
         "unit": lambda: translate(args.unit, twemoji, n, ["a2b"]),
         "maskgit": lambda: generate_fakes(args.maskgit, n, seed, prompts=captions),
@@ -179,6 +181,8 @@ def main() -> None:
                         help="Twemoji that the translators and the upscaler start from")
     parser.add_argument("--cyclegan", default="/tmp/restyle/run-cyclegan")
     parser.add_argument("--unit", default="/tmp/restyle/run-unit")
+    parser.add_argument("--pix2pix", default=str(PIX2PIX),
+                        help="a pix2pix model (default: the shipped restyle network)")
     parser.add_argument("--maskgit", default="/tmp/det/mg")
     parser.add_argument("--dfgan", default="/tmp/det/dfgan",
                         help="a DF-GAN model, e.g. the former default: mkdir D && for f in "
