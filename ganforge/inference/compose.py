@@ -77,21 +77,26 @@ def placement(accessory: str) -> str:
     return "side"
 
 
-def foreground(image: torch.Tensor) -> torch.Tensor:
-    """Bool mask [H, W] of an image's subject: everything but the near-white pixels connected
-    to the border (white inside the subject stays)."""
-    near_white = (image.min(dim=0).values > 240).numpy()
-    labels, _ = ndimage.label(near_white)
+def subject_mask(rgb: np.ndarray) -> np.ndarray:
+    """Bool mask [H, W] of the subject of an RGB array [H, W, 3] (0-255) on white: everything
+    but the near-white pixels connected to the border (white inside the subject stays)."""
+    labels, _ = ndimage.label(rgb.min(axis=2) > 240)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    background = np.isin(labels, border[border > 0])
-    return torch.from_numpy(~background)
+    return ~np.isin(labels, border[border > 0])
 
 
-def _hsv(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    x = image.float() / 255
-    high, low = x.max(dim=0).values, x.min(dim=0).values
+def foreground(image: torch.Tensor) -> torch.Tensor:
+    """``subject_mask`` of a uint8 image [3, H, W], as a tensor."""
+    return torch.from_numpy(subject_mask(image.permute(1, 2, 0).numpy()))
+
+
+def hsv(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hue in degrees, saturation, value in [0, 1]) of uint8 images [..., 3, H, W], each
+    [..., H, W]."""
+    x = images.float() / 255
+    high, low = x.max(dim=-3).values, x.min(dim=-3).values
     chroma = (high - low).clamp(min=1e-6)
-    r, g, b = x.unbind(0)
+    r, g, b = x.unbind(-3)
     hue = torch.where(high == r, ((g - b) / chroma) % 6,
                       torch.where(high == g, (b - r) / chroma + 2, (r - g) / chroma + 4)) * 60
     return hue, (high - low) / high.clamp(min=1e-6), high
@@ -111,7 +116,7 @@ def recolour(image: torch.Tensor, colour: str) -> torch.Tensor:
     outlines survive); a subject without saturated pixels is tinted."""
     if colour not in TARGET_HUES:
         return image.clone()
-    hue, saturation, value = _hsv(image)
+    hue, saturation, value = hsv(image)
     subject = foreground(image)
     chromatic = subject & (saturation > 0.25) & (value > 0.2)
     target = torch.full_like(hue, TARGET_HUES[colour])

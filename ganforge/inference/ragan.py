@@ -40,6 +40,7 @@ from ganforge.inference.compose import (
     COLOUR_WORDS,
     TARGET_HUES,
     PromptParts,
+    hsv,
     overlay,
     parse_prompt,
     placement,
@@ -77,13 +78,7 @@ def colour_names(images: torch.Tensor) -> list[str]:
     most frequent name among its pixels that are not near-white, each pixel named by hue
     (``HUES``) when saturated (a dark orange is brown, a pale red is pink), else black, grey
     or white by value. An all-white image is "white"."""
-    x = images.float().div(255)
-    high, low = x.max(dim=1).values, x.min(dim=1).values
-    saturation = (high - low) / high.clamp(min=1e-6)
-    r, g, b = x.unbind(1)
-    chroma = (high - low).clamp(min=1e-6)
-    hue = torch.where(high == r, ((g - b) / chroma) % 6,
-                      torch.where(high == g, (b - r) / chroma + 2, (r - g) / chroma + 4)) * 60
+    hue, saturation, high = hsv(images)
     names = ["black", "grey", "white", "brown", *dict.fromkeys(n for n, _, _ in HUES)]
     code = {name: i for i, name in enumerate(names)}
     label = torch.full_like(high, code["grey"])

@@ -22,8 +22,10 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
+from ganforge.data.image_files import shrink_about_centre
 from ganforge.errors import ConfigError
 from ganforge.inference.base import ImageToImageModel, reject_options
+from ganforge.inference.compose import subject_mask
 
 #: the fitted numbers, in the order of ``Lighting.values``
 LIGHTING = ("radius", "edge", "ambient", "diffuse", "specular", "shininess",
@@ -47,18 +49,9 @@ class Lighting(nn.Module):
 
 def shrink(images: np.ndarray, scale: float) -> np.ndarray:
     """uint8 [N, S, S, 3]: each image drawn at ``scale`` of its size in the middle of a white
-    canvas (bilinear; unchanged at 1)."""
-    if scale == 1:
-        return images.copy()
-    size = images.shape[1]
-    side = round(size * scale)
-    out = []
-    for image in images:
-        canvas = Image.new("RGB", (size, size), "white")
-        canvas.paste(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR),
-                     ((size - side) // 2, (size - side) // 2))
-        out.append(np.asarray(canvas))
-    return np.stack(out)
+    canvas (``shrink_about_centre``)."""
+    return np.stack([np.asarray(shrink_about_centre(Image.fromarray(image), scale,
+                                                    (255, 255, 255))) for image in images])
 
 
 def relight(images: np.ndarray, radius: float = 4.0, edge: float = 2.5, ambient: float = 0.72,
@@ -75,9 +68,7 @@ def relight(images: np.ndarray, radius: float = 4.0, edge: float = 2.5, ambient:
         size = image.shape[0] * supersample
         big = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC),
                          dtype=np.float64)
-        labels, _ = ndimage.label(big.min(axis=2) > 240)
-        border = np.unique(np.r_[labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-        subject = ~np.isin(labels, border[border > 0])
+        subject = subject_mask(big)
         rise = np.clip(ndimage.distance_transform_edt(subject) / supersample / radius, 0, 1)
         height = np.sqrt(1 - (1 - rise) ** 2) * radius * 0.6
         contrast = sum(np.abs(ndimage.sobel(big[..., c], axis)) for c in range(3)

@@ -444,9 +444,10 @@ def train_probe_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image
 
     def features(images: Sequence[Image.Image]) -> np.ndarray:
         views = list(images)
-        if degraded_copies:
-            views += [jpeg(probe_view(im).resize((32, 32), Image.Resampling.BICUBIC), 75)
-                      for im in images]
+        if degraded_copies:  # halved, as benchmarks/detector_lofo.py's degrade()
+            views += [jpeg(view.resize((view.width // 2, view.height // 2),
+                                       Image.Resampling.BICUBIC), 75)
+                      for view in map(probe_view, images)]
         return inception_features(views, network)
 
     probe = fit_probe(features(real), features(fake), inverse_l2)
