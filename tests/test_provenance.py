@@ -49,6 +49,9 @@ EDITS = {
                                       Image.Resampling.BICUBIC),
     "crop-10%": lambda im: im.crop((2, 4, 2 + round(0.9 * im.width), 4 + round(0.9 * im.height))),
     "darker-20%": lambda im: ImageEnhance.Brightness(im).enhance(0.8),
+    "rotated-2deg": lambda im: im.rotate(2, Image.Resampling.BICUBIC, fillcolor="white"),
+    "rotated-minus-1.5deg": lambda im: im.rotate(-1.5, Image.Resampling.BICUBIC,
+                                                 fillcolor="white"),
 }
 
 

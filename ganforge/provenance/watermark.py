@@ -88,11 +88,14 @@ CAP_HYPOTHESES = tuple(sorted({*np.arange(150.0, 253.0, 3.0).tolist(), *ENCODE_C
 #: alone does not undo it
 GAMMA_HYPOTHESES = (0.7, 0.8, 0.9, 1.1, 1.25, 1.4)
 GAIN_HYPOTHESES = (0.8, 0.87, 0.93, 1.0, 1.07, 1.15, 1.25)
+#: small rotations the decoder undoes (degrees, under the encoder's caps): a photo editor's
+#: straightening or a tilted screenshot; the mark keeps away from the corners they fill
+ROTATION_HYPOTHESES = (-3.0, -2.0, -1.0, 1.0, 2.0, 3.0)
 #: crop hypotheses: kept fraction of each side, on a CANVAS x CANVAS reconstruction
 CROP_FRACTIONS = (0.95, 0.9)
 CANVAS = 64
 MARGIN, RAMP = 3.5, 2.0  # the mark stays MARGIN cells (of 32) away from the border
-TOP_HYPOTHESES = 4
+TOP_HYPOTHESES = 8
 PLAIN_HYPOTHESES = 2  # readings as is (by tag score) that are decoded first
 LUMA = np.array([0.299, 0.587, 0.114])  # BT.601
 
@@ -494,9 +497,9 @@ class WatermarkResult:
 def _hypotheses(rgb: np.ndarray, search_crops: bool) -> list[tuple[str | None, np.ndarray]]:
     """Candidate [GRID, GRID] signals, each with the edit it undoes: the image under every
     cap a level change can have moved the encoder's to (with clipped pixels put back, for
-    raising edits); under the encoder's caps with a gamma undone; as a crop of the marked one
-    at several sizes and positions (the lost border filled with the median border colour: the
-    mark keeps away from the border), under the encoder's caps."""
+    raising edits); under the encoder's caps with a gamma or a small rotation undone; as a
+    crop of the marked one at several sizes and positions (the lost border filled with the
+    median border colour: the mark keeps away from the border), under the encoder's caps."""
     grid = _grid(rgb)
     out: list[tuple[str | None, np.ndarray]] = [(None, _signal(grid, cap)) for cap in ENCODE_CAPS]
     if grid.max() > CAP_HYPOTHESES[0]:
@@ -509,11 +512,17 @@ def _hypotheses(rgb: np.ndarray, search_crops: bool) -> list[tuple[str | None, n
     for gamma in GAMMA_HYPOTHESES:
         undone = _grid(255.0 * (rgb / 255.0) ** (1.0 / gamma))
         out += [(f"gamma {gamma:g} (cap {cap:g})", _signal(undone, cap)) for cap in ENCODE_CAPS]
+    image = Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8), mode="RGB")
+    fill = tuple(int(v) for v in np.median(_border(rgb), axis=0))
+    for angle in ROTATION_HYPOTHESES:
+        undone = _grid(_to_rgb_array(image.rotate(-angle, Image.Resampling.BICUBIC,
+                                                  fillcolor=fill)))
+        out += [(f"rotation {angle:+g} deg (cap {cap:g})", _signal(undone, cap))
+                for cap in ENCODE_CAPS]
     if not search_crops:
         return out
     canvas_rgb = _resize_rgb(rgb, CANVAS, CANVAS)
-    border = np.concatenate([canvas_rgb[0], canvas_rgb[-1], canvas_rgb[:, 0], canvas_rgb[:, -1]])
-    fill = np.median(border, axis=0)
+    fill = np.median(_border(canvas_rgb), axis=0)
     for fraction in CROP_FRACTIONS:
         side = round(CANVAS * fraction)
         inner = _resize_rgb(canvas_rgb, side, side)
@@ -526,6 +535,11 @@ def _hypotheses(rgb: np.ndarray, search_crops: bool) -> list[tuple[str | None, n
                 name = f"crop {fraction:g} at ({top / CANVAS:.2f}, {left / CANVAS:.2f})"
                 out += [(name, _signal(cropped, cap)) for cap in ENCODE_CAPS]
     return out
+
+
+def _border(rgb: np.ndarray) -> np.ndarray:
+    """[K, 3] the pixels of an image's outermost rows and columns."""
+    return np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
 
 
 def _normalized(coeffs: np.ndarray, names: list[str | None]
@@ -614,9 +628,10 @@ def _score_tail(threshold: float, num_bits: int) -> float:
 
 def decoding_grids(search_crops: bool = True) -> int:
     """How many normalized projections the v2 decoder scores at most (caps, caps with
-    clipping undone, gammas, crops; each by floor gain and strength)."""
+    clipping undone, gammas, rotations, crops; each by floor gain and strength)."""
     raised = sum(cap > ENCODE_CAPS[0] for cap in CAP_HYPOTHESES)
-    grids = len(CAP_HYPOTHESES) + 2 * raised + len(GAMMA_HYPOTHESES) * len(ENCODE_CAPS)
+    grids = len(CAP_HYPOTHESES) + 2 * raised + (
+        len(GAMMA_HYPOTHESES) + len(ROTATION_HYPOTHESES)) * len(ENCODE_CAPS)
     if search_crops:
         grids += len(ENCODE_CAPS) * sum((CANVAS - round(CANVAS * f) + 1) ** 2
                                         for f in CROP_FRACTIONS)
