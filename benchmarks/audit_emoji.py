@@ -5,6 +5,7 @@ their training data; several models side by side (e.g. before/after ``--balance-
     python benchmarks/audit_emoji.py --model runs/t2i-plain/run runs/t2i-balanced/run \
         --out runs/audit-balance
     python benchmarks/audit_emoji.py --train-pair 600 --out runs/audit-pair  # trains both
+    python benchmarks/audit_emoji.py --skin-tones as-named varied --out runs/audit-tones
 
 A run folder names its captions file in its config; the shipped model
 (``ganforge/assets/text2image-emoji-64``) is a pipeline folder, so ``--data`` names the captions
@@ -13,6 +14,8 @@ file for it (default: the shared emoji ``metadata.jsonl`` with ``--image-templat
 once with ``--balance-by skin-tone``; ``--train-pair STEPS`` does that with a small 32 px model
 (CPU-sized) and audits both. Each attribute's classifier is trained once, on the first
 model's data, and reused for every model, so that models differ only by what they generate.
+``--skin-tones`` audits each model once per value of the ragan sampling option (``varied``:
+people prompts that name no tone start from the memory's tone variants, drawn evenly).
 
 Writes OUT/<model>/<attribute>/ (audit.md, audit.json, figures) and OUT/summary.md.
 """
@@ -20,6 +23,7 @@ Writes OUT/<model>/<attribute>/ (audit.md, audit.json, figures) and OUT/summary.
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -28,6 +32,7 @@ import torch
 from ganforge.audit import AuditResult, run_audit
 from ganforge.config import RunConfig
 from ganforge.core.artifact import read_header
+from ganforge.data.attributes import SKIN_TONE_CHOICES
 from ganforge.pipelines import DEFAULT_MODEL
 from ganforge.train.loop import train
 
@@ -117,6 +122,8 @@ def main() -> None:
     parser.add_argument("--train-pair", type=int, metavar="STEPS",
                         help="first train two small models for STEPS steps (without and with "
                         "--balance-by skin-tone) on --data and audit those")
+    parser.add_argument("--skin-tones", nargs="+", choices=SKIN_TONE_CHOICES,
+                        help="audit each model with each of these ragan sampling settings")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/audit-emoji")
     args = parser.parse_args()
@@ -130,23 +137,28 @@ def main() -> None:
     results: dict[str, dict[str, AuditResult]] = {}
     seconds: dict[str, float] = {}
     classifiers: dict[str, str] = {}
-    for index, model in enumerate(args.model):
+    settings = [{"skin_tones": v} for v in args.skin_tones] if args.skin_tones else [{}]
+    for index, (model, sampling) in enumerate(
+            (m, s) for m in args.model for s in settings):
         is_run = read_header(model)[0] != Path(model)
         data, template = args.data, args.image_template
         if data is None and not is_run:
             data = str(SHARED_EMOJI / "metadata.jsonl")
             template = template or "twitter/64/{id}.png"
         name = Path(model).name if Path(model).name != "run" else Path(model).parent.name
+        name += "".join(f", {k}={v}" for k, v in sampling.items())
         name = name if name not in results else f"{name}-{index}"
         results[name] = {}
         for attribute in args.attributes.split(","):
             start = time.perf_counter()
             result = run_audit(
-                model, attribute, out / name / attribute, data, image_template=template,
+                model, attribute, out / re.sub(r"[^\w.-]+", "_", name) / attribute, data,
+                image_template=template,
                 num_samples=args.num_samples, classifier=classifiers.get(attribute),
                 holdout_group="base_id", classifier_epochs=args.classifier_epochs,
                 group_by_prompt_attribute=["category", "skin-tone"]
-                if attribute == "skin-tone" else (), seed=args.seed, progress=True)
+                if attribute == "skin-tone" else (), seed=args.seed, progress=True,
+                sampling=sampling)
             seconds[f"{name}/{attribute}"] = time.perf_counter() - start
             classifiers.setdefault(attribute, result.files["classifier"])
             results[name][attribute] = result

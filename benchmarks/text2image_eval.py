@@ -50,11 +50,13 @@ def timed(fn, repeats: int, device: torch.device) -> float:  # type: ignore[no-u
 
 
 def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
-            fid_weights: str | None, floor_split: str | None = "train") -> dict:
+            fid_weights: str | None, floor_split: str | None = "train",
+            sampling: dict | None = None) -> dict:
     """FID/KID/precision/recall and R-precision of one image per ``split`` caption (caption
     j drawn with image j's noise of seed 0), the FID floor (as many real images of
     ``floor_split`` against the same real images), R-precision on as many training captions,
-    and the grids."""
+    and the grids; ``sampling``: the family's sampling settings for every image."""
+    sampling = sampling or {}
     data = CaptionedImages.load(captions, pipe.size, split=split)
     other = train_prompts = None
     if floor_split:
@@ -67,16 +69,17 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
     # one noise draw per caption (image j of seed 0 for caption j), as FID is usually taken
     noise = pipe.noise(len(prompts), 0)
     sentence = pipe.encode(prompts)
-    fake = pipe.generate_prompts(prompts, noise).add(1).div(2).cpu()
+    fake = pipe.generate_prompts(prompts, noise, **sampling).add(1).div(2).cpu()
     result: dict = {"count": len(prompts), "split": split}
     # a retrieval-augmented model: the training images (or collages) it started from, scored
     # the same way (what the generator adds over retrieval alone) and how far it moved
     starts = None
     if hasattr(pipe.model, "starts"):
-        index, _ = pipe.model.retrieve(sentence.to(pipe.device), noise.to(pipe.device))
+        index, _ = pipe.model.retrieve(sentence.to(pipe.device), noise.to(pipe.device),
+                                       **sampling)
         made, _, _, described = pipe.model.starts(sentence.to(pipe.device),
                                                   noise.to(pipe.device),
-                                                  pipe.compositions(prompts))
+                                                  pipe.compositions(prompts), **sampling)
         starts = made.float().div(255).cpu()
         result["collage_count"] = sum(" + " in d or ", recoloured " in d for d in described)
         result["edit_mean_abs_grey_levels"] = float((fake - starts).abs().mean() * 255)
@@ -116,7 +119,8 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
             result["retrieval_only_r_precision"] = r_precision(scorer, starts * 2 - 1,
                                                                prompts).mean
         if train_prompts:
-            drawn = pipe.generate_prompts(train_prompts, pipe.noise(len(train_prompts), 0))
+            drawn = pipe.generate_prompts(train_prompts, pipe.noise(len(train_prompts), 0),
+                                          **sampling)
             result["r_precision_train_captions"] = r_precision(scorer, drawn,
                                                                train_prompts).mean
     except (ImportError, GanforgeError) as exc:
@@ -124,7 +128,7 @@ def quality(pipe: TextToImagePipeline, captions: Path, split: str, out: Path,
     show = slice(0, 16)
     image_grid([real[show] * 2 - 1, fake[show] * 2 - 1]).save(out / "val_real_vs_generated.png")
     (out / "val_prompts.txt").write_text("\n".join(prompts[show]) + "\n")
-    unseen = [pil_to_float(pipe(p, num_images=6, seed=0)) for p in UNSEEN]
+    unseen = [pil_to_float(pipe(p, num_images=6, seed=0, **sampling)) for p in UNSEEN]
     image_grid(unseen).save(out / "unseen_prompts.png")
     (out / "unseen_prompts.txt").write_text("\n".join(UNSEEN) + "\n")
     return result
@@ -169,6 +173,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skin-tones", help="ragan sampling setting (as-named, varied)")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -181,7 +186,9 @@ def main() -> None:
     result = {"model": args.model, "device": name, "parameters_generator": params,
               **speed(pipe, device, args.repeats, args.batch, args.compile)}
     if not args.skip_quality:
-        result.update(quality(pipe, Path(args.captions), args.split, out, args.fid_weights))
+        sampling = {"skin_tones": args.skin_tones} if args.skin_tones else {}
+        result.update(quality(pipe, Path(args.captions), args.split, out, args.fid_weights,
+                              sampling=sampling), sampling=sampling)
     print(json.dumps(result, indent=2))
     (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     if os.environ.get("OUT"):

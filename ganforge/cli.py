@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ganforge.config import RunConfig, TrainConfig, field_type, from_dict, to_dict
+from ganforge.data.attributes import SKIN_TONE_CHOICES
 from ganforge.errors import ConfigError, DataError, GanforgeError
 
 NO_WATERMARK_HELP = ("do not embed the invisible ganforge watermark (the PNG metadata then "
@@ -302,7 +303,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     fields = {**model_fields(pipe), "seed": args.seed, "truncation": args.truncation}
     sampling = {k: v for k, v in (("guidance", args.guidance), ("temperature", args.temperature),
-                                  ("decode_steps", args.decode_steps)) if v is not None}
+                                  ("decode_steps", args.decode_steps),
+                                  ("skin_tones", args.skin_tones)) if v is not None}
     fields.update(sampling)
     if args.interpolate_to is not None:
         images = pipe.interpolate(prompts[0], args.interpolate_to, args.steps, args.seed,
@@ -319,7 +321,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         images = pipe(prompts, num_images=args.num_images, seed=args.seed,
                       truncation=args.truncation, **sampling)
-        started = _starting_captions(pipe, prompts, args)
+        started = _starting_captions(pipe, prompts, args, sampling.get("skin_tones"))
         if upscaler is not None:
             fields = add_step(fields, upscale_step(upscaler, images[0].size))
             images = upscaler(images)
@@ -342,7 +344,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _starting_captions(pipe: Any, prompts: list[str], args: argparse.Namespace) -> list[str]:
+def _starting_captions(pipe: Any, prompts: list[str], args: argparse.Namespace,
+                       skin_tones: str | None = None) -> list[str]:
     """For a retrieval-augmented model, the caption of the training image each generated
     image started from (prompt-major, as ``pipe`` returns images); else an empty list."""
     if not hasattr(pipe.model, "starting_captions"):
@@ -353,7 +356,7 @@ def _starting_captions(pipe: Any, prompts: list[str], args: argparse.Namespace) 
     if plans is not None:
         plans = [plan for plan in plans for _ in range(args.num_images)]
     return pipe.model.starting_captions(condition.to(pipe.device), noise.to(pipe.device),
-                                        plans)
+                                        plans, skin_tones or "as-named")
 
 
 # -------------------------------------------------------------------------- evaluate
@@ -413,7 +416,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         classifier=args.classifier, holdout_group=args.holdout_group,
         classifier_epochs=args.classifier_epochs, direction=args.direction,
         sources=args.sources, seed=args.seed, device=args.device,
-        progress=not args.no_progress)
+        progress=not args.no_progress,
+        sampling={"skin_tones": args.skin_tones} if args.skin_tones else None)
     print(result.summary())
     return 0
 
@@ -422,6 +426,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """The HTTP API and web page (needs the 'serve' extra)."""
     import os
+
+    from ganforge.provenance.c2pa import trust_anchors
 
     try:
         from ganforge.serve.app import ServeConfig, parse_named_path, serve
@@ -437,7 +443,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         device=_device(args.device), batch_window_ms=args.batch_window_ms,
         max_batch=1 if args.no_batching else args.max_batch, queue_size=args.queue_size,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
-        c2pa=_c2pa_signer(args))
+        c2pa=_c2pa_signer(args), c2pa_trust=trust_anchors(args.c2pa_trust))
     serve(config, host=args.host, port=args.port, log_level=args.log_level,
           access_log=not args.no_access_log)
     return 0
@@ -446,8 +452,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- authenticity
 def cmd_verify(args: argparse.Namespace) -> int:
     """Watermark, metadata and detector evidence for each image; 1 if any was unreadable."""
+    from ganforge.provenance.c2pa import trust_anchors
     from ganforge.provenance.verify import verify_image
 
+    trusted = trust_anchors(args.c2pa_trust)
     detector = None
     if not args.no_detector:  # the detector needs torch; watermark and metadata do not
         from ganforge.provenance.detector import Detector
@@ -456,7 +464,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     results, failed = [], 0
     for path in expand_inputs(args.images):
         try:
-            result = verify_image(path, detector=detector, use_detector=not args.no_detector)
+            result = verify_image(path, detector=detector, use_detector=not args.no_detector,
+                                  c2pa_trust=trusted)
         except DataError as exc:
             failed += 1
             results.append({"source": str(path), "verdict": "error", "reason": str(exc)})
@@ -475,8 +484,9 @@ def cmd_c2pa_make_test_cert(args: argparse.Namespace) -> int:
     from ganforge.provenance.c2pa import make_test_cert
 
     key, cert = make_test_cert(args.out)
-    print(f"wrote {key} and {cert} (a local test signer: no trust list holds it, so verify "
-          f"reports 'untrusted signer'); use: --c2pa-key {key} --c2pa-cert {cert}")
+    print(f"wrote {key}, {cert} and {cert.parent / 'ca.pem'} (a local test signer: no trust "
+          f"list holds it, so verify reports 'untrusted signer', or 'valid' with --c2pa-trust "
+          f"{cert.parent / 'ca.pem'}); use: --c2pa-key {key} --c2pa-cert {cert}")
     return 0
 
 
@@ -654,6 +664,9 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
                    "(0 = most likely codes; default: the model's)")
     p.add_argument("--decode-steps", type=int, help="maskgit: parallel decoding steps "
                    "(default: the model's, e.g. 12)")
+    p.add_argument("--skin-tones", choices=SKIN_TONE_CHOICES, help="ragan (the default model): "
+                   "'varied' spreads people prompts that name no skin tone evenly over the "
+                   "default yellow and the five tones, by seed (default: as-named)")
     p.add_argument("--model", help="run folder or saved model (default: the shipped emoji model)")
     p.add_argument("--out", default="generated")
     p.add_argument("--upscale", nargs="?", const="", metavar="MODEL",
@@ -758,6 +771,8 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--classifier-epochs", type=int, default=15)
     p.add_argument("--direction", default="a2b")
     p.add_argument("--sources", help="image-to-image: folder of images to translate")
+    p.add_argument("--skin-tones", choices=SKIN_TONE_CHOICES, help="text-to-image, ragan: "
+                   "audit with this sampling option (see generate --skin-tones)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
@@ -768,13 +783,16 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--detector", help="detector folder (default: the shipped emoji detector)")
     p.add_argument("--no-detector", action="store_true", help="skip the detector")
+    p.add_argument("--c2pa-trust", metavar="PEM", help="root certificates whose C2PA signers "
+                   "count as trusted, beside the library's list (default: "
+                   "$GANFORGE_C2PA_TRUST; e.g. the ca.pem of c2pa make-test-cert)")
     p.set_defaults(handler=cmd_verify)
 
     p_c2pa = sub.add_parser("c2pa", help="C2PA content credentials: a local test signer")
     c2pas = p_c2pa.add_subparsers(dest="action", required=True)
     p = c2pas.add_parser("make-test-cert", help="a local test CA and ES256 signing key + "
                          "certificate; its manifests verify as 'untrusted signer'")
-    p.add_argument("--out", required=True, help="folder for key.pem and cert.pem")
+    p.add_argument("--out", required=True, help="folder for key.pem, cert.pem and ca.pem")
     p.set_defaults(handler=cmd_c2pa_make_test_cert)
 
     p_det = sub.add_parser("detector", help="detector of generated images")
@@ -861,6 +879,8 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--no-access-log", action="store_true", help="do not print one line per "
                    "request (method, path, status, ms) on stderr")
     _add_c2pa_options(p)
+    p.add_argument("--c2pa-trust", metavar="PEM", help="root certificates whose C2PA signers "
+                   "/api/verify counts as trusted (default: $GANFORGE_C2PA_TRUST)")
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("demo", help="the built-in default: CycleGAN on synthetic shapes (CPU)")

@@ -47,3 +47,16 @@ def test_balanced_sampling_evens_out_a_skewed_attribute(tmp_path: Path) -> None:
     assert 0.4 < kinds_balanced["rare"] / 800 < 0.6
     first = balanced.batch(torch.arange(8), epoch=3)["captions"]
     assert balanced.batch(torch.arange(8), epoch=3)["captions"] == first  # deterministic
+
+
+def test_tone_variants_pair_untoned_captions_with_their_single_tone_variants() -> None:
+    from ganforge.inference.ragan import tone_variants, vary_tones
+
+    captions = ["man running", "man running, dark skin tone", "man running: light skin tone",
+                "kiss", "kiss: light skin tone, dark skin tone", "red heart",
+                "woman running, medium-dark skin tone"]
+    assert tone_variants(captions) == {0: [1, 2]}  # two tones, or no untoned base: none
+    noise = torch.zeros(3, 4)
+    noise[:, 1] = torch.tensor([-3.0, 0.0, 3.0])  # low, middle and high second noise value
+    assert vary_tones(torch.tensor([0, 0, 0]), noise, {0: [1, 2]}).tolist() == [0, 1, 2]
+    assert vary_tones(torch.tensor([5, 5, 5]), noise, {0: [1, 2]}).tolist() == [5, 5, 5]

@@ -54,11 +54,15 @@ class FakeShapes:
     def noise(self, count: int, seed: int) -> torch.Tensor:
         return torch.rand(count, 3, generator=torch.Generator().manual_seed(seed))
 
-    def generate_prompts(self, prompts: Sequence[str], noise: torch.Tensor) -> torch.Tensor:
+    def generate_prompts(self, prompts: Sequence[str], noise: torch.Tensor,
+                         paint: str | None = None, **options: Any) -> torch.Tensor:
+        """``paint``: a sampling option (every shape in that colour); others are refused."""
+        if options:
+            raise ConfigError(f"fake-shapes takes no {', '.join(options)} option")
         words = [p.split() for p in prompts]  # "a red circle"
         return uint8_to_float(torch.stack([
-            _draw(self.only or w[1], w[2], z) for w, z in zip(words, noise.tolist(),
-                                                                strict=True)]))
+            _draw(paint or self.only or w[1], w[2], z) for w, z in zip(words, noise.tolist(),
+                                                                         strict=True)]))
 
 
 class FakeRecolour:
@@ -151,6 +155,21 @@ def test_given_prompts_are_groups(unbiased: Any, shapes: Path, tmp_path: Path) -
     blue = result.groups["a blue square"]
     assert blue.generated_share[blue.classes.index("blue")] > 0.9
     assert sum(blue.generated) == 20
+
+
+def test_sampling_settings_reach_the_generator_and_refused_ones_fail_first(
+        unbiased: Any, shapes: Path, tmp_path: Path) -> None:
+    painted = run_audit(FakeShapes(), "colour", tmp_path / "painted", shapes, num_samples=100,
+                        classifier=unbiased.files["classifier"], sampling={"paint": "blue"})
+    assert painted.overall.generated_share[painted.overall.classes.index("blue")] > 0.95
+    assert "sampled with paint=blue" in painted.prompts
+    with pytest.raises(ConfigError, match="takes no glitter option"):
+        run_audit(FakeShapes(), "colour", tmp_path / "refused", shapes, num_samples=10,
+                  sampling={"glitter": 1})  # before any classifier is trained
+    assert not (tmp_path / "refused").exists()
+    with pytest.raises(ConfigError, match="sampling settings apply to text-to-image"):
+        run_audit(FakeRecolour(), "colour", tmp_path / "i2i", shapes,
+                  sampling={"paint": "blue"})
 
 
 def test_image_to_image_translations(unbiased: Any, shapes: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from ganforge.provenance.c2pa import (
     C2paSigner,
     make_test_cert,
     read_manifest,
+    trust_anchors,
 )
 from ganforge.provenance.metadata import read_png_metadata, save_png
 from ganforge.provenance.verify import verify_image
@@ -101,6 +103,30 @@ def test_flipped_image_byte_makes_the_manifest_invalid(signed_png: Path, tmp_pat
     raw = bytearray(signed_png.read_bytes())  # a raw flip (no longer a readable PNG)
     raw[raw.find(b"IDAT") + 20] ^= 0x01
     assert read_manifest(bytes(raw), "image/png")["state"] == "invalid"
+
+
+def test_trusting_the_signers_root_makes_it_valid_and_only_that_root(
+        signed_png: Path, test_cert: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    ca = test_cert[0].parent / "ca.pem"
+    assert ca.read_text().count("BEGIN CERTIFICATE") == 1
+    manifest = verify_image(signed_png, use_detector=False, c2pa_trust=trust_anchors(ca)).c2pa
+    assert manifest["state"] == "valid" and manifest["failures"] == []
+    make_test_cert(tmp_path / "other")  # another local CA: its trust says nothing of ours
+    other = trust_anchors(tmp_path / "other" / "ca.pem")
+    assert verify_image(signed_png, use_detector=False, c2pa_trust=other).c2pa["state"] \
+        == "untrusted signer"
+    edited = tmp_path / "edited.png"  # trust never excuses a changed image
+    edited.write_bytes(_flip_pixel_byte(signed_png.read_bytes()))
+    assert verify_image(edited, use_detector=False, c2pa_trust=trust_anchors(ca)).c2pa[
+        "state"] == "invalid"
+    monkeypatch.setenv("GANFORGE_C2PA_TRUST", str(ca))  # the CLI reads the environment too
+    assert main(["verify", "--no-detector", "--json", str(signed_png)]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["c2pa"]["state"] == "valid"
+    with pytest.raises(ConfigError, match="hold no PEM certificate"):
+        trust_anchors(test_cert[0])  # a private key, not certificates
+    with pytest.raises(ConfigError, match="do not exist"):
+        trust_anchors(tmp_path / "missing.pem")
 
 
 def test_unsigned_image_has_no_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -244,6 +270,23 @@ def test_served_pngs_are_signed_and_verify_reports_it(signing_client: Any) -> No
     edited = signing_client.post("/api/verify", files={
         "image": ("edited.png", _flip_pixel_byte(pngs[0]), "image/png")})
     assert edited.json()["c2pa"]["state"] == "invalid"
+
+
+def test_served_verify_trusts_the_roots_the_server_was_given(
+        tmp_path: Path, test_cert: tuple[Path, Path], signed_png: Path) -> None:
+    pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
+    from fastapi.testclient import TestClient
+
+    from ganforge.serve.app import create_app
+    from tests.test_serve import make_config, save_tiny_models
+
+    trusted = trust_anchors(test_cert[0].parent / "ca.pem")
+    config = make_config(save_tiny_models(tmp_path), c2pa_trust=trusted)
+    with TestClient(create_app(config)) as client:
+        verified = client.post("/api/verify", files={
+            "image": ("signed.png", signed_png.read_bytes(), "image/png")})
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["c2pa"]["state"] == "valid"
 
 
 def test_served_translations_and_upscales_name_no_upload(signing_client: Any) -> None:

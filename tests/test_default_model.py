@@ -49,3 +49,35 @@ def test_the_shipped_default_draws_the_demo_prompts_it_holds_no_image_of() -> No
     lens = np.abs(shades - [41, 47, 51]).max(axis=2) < 30  # Twemoji's sunglasses grey
     assert lens[16:36].sum() > 150 and (np.abs(plain - [41, 47, 51]).max(axis=2) < 30).sum() < 30
     assert colour_names(torch.from_numpy(apple).permute(2, 0, 1)[None]) == ["blue"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None,
+                    reason="the shipped model's text encoder needs the minilm extra")
+def test_varied_skin_tones_spread_untoned_people_prompts_and_keep_named_tones() -> None:
+    from ganforge.errors import ConfigError
+
+    pipe = TextToImagePipeline.from_pretrained(DEFAULT_MODEL)
+    pipe.watermark = False
+    model, count = pipe.model, 60
+    noise = pipe.noise(count, 0)
+
+    def started(prompt: str, skin_tones: str) -> list[str]:
+        sentence = pipe.encode([prompt]).repeat(count, 1)
+        return model.starting_captions(sentence, noise, None, skin_tones)
+
+    assert set(started("man running", "as-named")) == {"man running"}
+    varied = started("man running", "varied")
+    tones = [c.split(", ")[1] if ", " in c else "none" for c in varied]
+    assert all(c.startswith("man running") for c in varied)
+    shares = [tones.count(t) / count for t in sorted(set(tones))]
+    assert len(shares) == 6 and min(shares) >= 0.05 and max(shares) <= 0.35, tones
+    # a prompt that names its tone starts as retrieved; so does an emoji without variants
+    for prompt in ("man running, dark skin tone", "red heart"):
+        assert started(prompt, "varied") == started(prompt, "as-named")
+    # the pictures follow: mean skin colour of the faces differs across the varied seeds
+    images = pipe(["man running"] * 1, num_images=12, seed=0, skin_tones="varied")
+    plain = pipe(["man running"] * 1, num_images=12, seed=0)
+    spread = np.std([np.asarray(im, float)[8:24, 20:44].mean() for im in images])
+    assert spread > 2 * np.std([np.asarray(im, float)[8:24, 20:44].mean() for im in plain])
+    with pytest.raises(ConfigError, match="skin_tones must be one of as-named, varied"):
+        pipe("man running", skin_tones="rainbow")

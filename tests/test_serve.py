@@ -196,6 +196,8 @@ def test_full_queue_answers_503_with_retry_after(tiny_models: tuple[Path, Path])
     ({"n": 2}, 422, "prompt: Field required"),
     ({"prompt": "red", "model": "../../etc/passwd"}, 404, "no text-to-image model named"),
     ({"prompt": "red", "model": "cyc"}, 404, "this server has: tiny"),
+    ({"prompt": "red", "skin_tones": "varied"}, 422, "takes no skin_tones setting"),
+    ({"prompt": "red", "skin_tones": "rainbow"}, 422, "skin_tones"),
 ])
 def test_bad_generate_requests_get_a_4xx_saying_what_is_wrong(
         client: TestClient, body: dict, status: int, says: str) -> None:
@@ -365,6 +367,7 @@ def test_models_lists_names_tasks_and_directions(client: TestClient) -> None:
     models = {m["name"]: m for m in client.get("/api/models").json()["models"]}
     assert models["tiny"]["task"] == "text-to-image" and models["tiny"]["default"]
     assert models["cyc"]["directions"] == ["a2b", "b2a"] and models["cyc"]["size"] == 16
+    assert models["tiny"]["options"] == [] and models["cyc"]["options"] == []
     for model in models.values():  # no server paths handed out; cards by API URL
         card = model.pop("card")
         assert "/" not in str(model) and card in (None, f"/api/models/{model['name']}/card")
@@ -480,3 +483,34 @@ def test_serve_command_logs_one_line_per_request_by_default(
         wait_for(r"^ganforge: GET /api/health 200 \d+\.\d ms$")
     finally:
         stop_process(process)
+
+
+def test_varied_skin_tones_through_the_api_match_the_pipeline_and_batch_apart() -> None:
+    """A ragan model offers skin_tones; a varied and a plain request batched together each get
+    the pipeline's own images for their setting."""
+    import importlib.util
+
+    from ganforge.pipelines import DEFAULT_MODEL
+
+    if importlib.util.find_spec("sentence_transformers") is None:
+        pytest.skip("the shipped model's text encoder needs the minilm extra")
+    app = create_app(ServeConfig(models=[("emoji", str(DEFAULT_MODEL))], translators=[],
+                                 batch_window_ms=150.0))
+    bodies = [{"prompt": "man running", "n": 6, "seed": 3, "skin_tones": "varied"},
+              {"prompt": "man running", "n": 6, "seed": 3}]
+
+    async def fire() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            listed = (await c.get("/api/models")).json()["models"]
+            assert {m["name"]: m["options"] for m in listed}["emoji"] == ["skin_tones"]
+            return await asyncio.gather(*[c.post("/api/generate", json=b) for b in bodies])
+
+    varied, plain = (r.json()["images"] for r in asyncio.run(fire()))
+    pipe = TextToImagePipeline.from_pretrained(DEFAULT_MODEL)
+    for got, options in ((varied, {"skin_tones": "varied"}), (plain, {})):
+        want = pipe("man running", num_images=6, seed=3, **options)
+        for image, expected in zip(got, want, strict=True):
+            served = np.asarray(decode(image["png_base64"]).convert("RGB"), dtype=int)
+            assert np.abs(served - np.asarray(expected, dtype=int)).max() <= 1
+    assert [i["png_base64"] for i in varied] != [i["png_base64"] for i in plain]

@@ -58,8 +58,10 @@ class TextToImageSampler(Protocol):
         """Noise [count, Z] drawn from ``seed``."""
         ...
 
-    def generate_prompts(self, prompts: Sequence[str], noise: torch.Tensor) -> torch.Tensor:
-        """Images [N, 3, S, S] in [-1, 1], one per prompt, for noise [N, Z]."""
+    def generate_prompts(self, prompts: Sequence[str], noise: torch.Tensor,
+                         **options: Any) -> torch.Tensor:
+        """Images [N, 3, S, S] in [-1, 1], one per prompt, for noise [N, Z]; ``options``:
+        the family's sampling settings."""
         ...
 
 
@@ -232,13 +234,14 @@ def _caption_prompts(data: _Data, count: int, seed: int) -> tuple[list[str], lis
 
 
 def _text_samples(pipe: TextToImageSampler, prompts: list[str], seed: int, batch_size: int,
-                  progress: bool) -> Iterator[torch.Tensor]:
-    """Images [b, 3, S, S] in [-1, 1], one per prompt, in chunks; noise row i from ``seed``."""
+                  progress: bool, sampling: dict[str, Any]) -> Iterator[torch.Tensor]:
+    """Images [b, 3, S, S] in [-1, 1], one per prompt, in chunks; noise row i from ``seed``;
+    ``sampling``: the family's sampling settings."""
     noise = pipe.noise(len(prompts), seed)
     for start in tqdm(range(0, len(prompts), batch_size), desc="generating",
                       disable=not progress):
         yield pipe.generate_prompts(prompts[start:start + batch_size],
-                                    noise[start:start + batch_size]).float().cpu()
+                                    noise[start:start + batch_size], **sampling).float().cpu()
 
 
 def _source_images(sources: str | Path | None, run: RunConfig | None, direction: str,
@@ -282,7 +285,8 @@ class _Plan:
 
 def _plan(pipe: TextToImageSampler | ImageTranslator, data: _Data, prompts: Sequence[str] | None,
           num_samples: int, seed: int, sources: str | Path | None, run: RunConfig | None,
-          direction: str, batch_size: int, progress: bool) -> _Plan:
+          direction: str, batch_size: int, progress: bool,
+          sampling: dict[str, Any]) -> _Plan:
     """Translations of source images, or one image per prompt (given, or training captions)."""
     if isinstance(pipe, ImageTranslator):
         folder = _source_images(sources, run, direction, num_samples, seed, pipe)
@@ -293,12 +297,12 @@ def _plan(pipe: TextToImageSampler | ImageTranslator, data: _Data, prompts: Sequ
         chosen, source_index = _caption_prompts(data, num_samples, seed)
         records = [{"prompt": p, "source": str(data.paths[i])}
                    for p, i in zip(chosen, source_index, strict=True)]
-        return _Plan(records, _text_samples(pipe, chosen, seed, batch_size, progress),
+        return _Plan(records, _text_samples(pipe, chosen, seed, batch_size, progress, sampling),
                      CAPTION_PROMPTS + " (each image once before any twice)", source_index)
     given = check_prompts(prompts)
     chosen = [given[i % len(given)] for i in range(num_samples)]
     return _Plan([{"prompt": p} for p in chosen],
-                 _text_samples(pipe, chosen, seed, batch_size, progress),
+                 _text_samples(pipe, chosen, seed, batch_size, progress, sampling),
                  f"the {len(given)} given prompt(s), cycled", per_prompt=True)
 
 
@@ -434,6 +438,7 @@ def run_audit(
     device: str = "cpu",
     batch_size: int = 128,
     progress: bool = False,
+    sampling: dict[str, Any] | None = None,
 ) -> AuditResult:
     """Audit how a model covers the values of ``attribute``; write the report into ``out``.
 
@@ -451,7 +456,8 @@ def run_audit(
     one is saved to ``out/classifier``); ``holdout_group``: a column whose rows stay together
     in the classifier's held-out split (e.g. ``base_id`` of emoji). Image-to-image: up to
     ``num_samples`` images of ``sources`` (default: the run's source domain) are translated in
-    ``direction``.
+    ``direction``. ``sampling``: the text-to-image family's sampling settings (e.g. ragan's
+    ``{"skin_tones": "varied"}``), recorded in the report's prompt description.
 
     Writes ``audit.json``, ``audit.md``, ``shares.png``, ``samples.png`` and
     ``samples.jsonl`` (each sample's prompt or source and its label).
@@ -464,9 +470,12 @@ def run_audit(
     require_matplotlib()
     out = Path(out)
     pipe, run = _load_model(model, device)
-    if isinstance(pipe, ImageTranslator) and (prompts or group_by_prompt_attribute):
-        raise ConfigError(f"model {pipe.name} translates images: prompts and prompt groups "
-                          "apply to text-to-image models only")
+    sampling = dict(sampling or {})
+    if isinstance(pipe, ImageTranslator) and (prompts or group_by_prompt_attribute or sampling):
+        raise ConfigError(f"model {pipe.name} translates images: prompts, prompt groups and "
+                          "sampling settings apply to text-to-image models only")
+    if sampling:  # a setting the family refuses fails now, not after the classifier
+        pipe.generate_prompts(["a test prompt"], pipe.noise(1, seed), **sampling)
     known = [*pipe.directions, *pipe.styles] \
         if isinstance(pipe, ImageTranslator) else []
     if known and direction not in known:  # before the classifier is trained
@@ -483,7 +492,10 @@ def run_audit(
     saved = clf.save_pretrained(out / "classifier") if classifier is None else None
     classes = report.classes
     plan = _plan(pipe, train_data, prompts, num_samples, seed, sources, run, direction,
-                 batch_size, progress)
+                 batch_size, progress, sampling)
+    if sampling:
+        plan.described += ", sampled with " + ", ".join(f"{k}={v}" for k, v in
+                                                        sorted(sampling.items()))
     labels, kept = _label(clf, plan.images, classes, samples_per_class, batch_size)
     for record, label in zip(plan.records, labels, strict=True):
         record["label"] = label

@@ -12,8 +12,12 @@ from ganforge.errors import DataError
 SKIN_TONES = {"1f3fb": "light", "1f3fc": "medium-light", "1f3fd": "medium",
               "1f3fe": "medium-dark", "1f3ff": "dark"}
 NO_TONE = "none"
-_TONE_IN_CAPTION = re.compile(r"(medium-light|medium-dark|medium|light|dark) skin tone")
+#: a skin tone named in a caption ("..., medium-dark skin tone"), with its separator
+TONE_PHRASE = re.compile(r"[,:;]?\s*\b(medium-light|medium-dark|medium|light|dark) skin tone")
 DERIVED = ("skin-tone",)
+#: the ragan sampling option ``skin_tones``: a start as retrieved, or spread over the
+#: retrieved image's skin-tone variants when the prompt names no tone
+SKIN_TONE_CHOICES = ("as-named", "varied")
 
 
 def skin_tone(fields: dict[str, Any]) -> str:
@@ -22,7 +26,7 @@ def skin_tone(fields: dict[str, Any]) -> str:
     ident = str(fields.get("id", "")).lower()
     found = {name for code, name in SKIN_TONES.items() if code in ident.split("-")}
     if not found:
-        found = set(_TONE_IN_CAPTION.findall(str(fields.get("caption", "")).lower()))
+        found = set(TONE_PHRASE.findall(str(fields.get("caption", "")).lower()))
     if not found:
         return NO_TONE
     return found.pop() if len(found) == 1 else "mixed"

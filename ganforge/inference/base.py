@@ -67,6 +67,8 @@ class TextToImageModel(InferenceModel):
     task = "text-to-image"
     #: the text encoder's output the model reads: sentence embeddings or token states
     uses_tokens: ClassVar[bool] = False
+    #: the sampling settings ``generate`` takes as keyword options (the server offers these)
+    sampling_options: ClassVar[tuple[str, ...]] = ()
 
     @property
     def noise_dim(self) -> int | None:

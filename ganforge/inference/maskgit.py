@@ -175,6 +175,7 @@ class MaskGITModel(TextToImageModel):
     when it was trained with one). Reads token states; its noise is one seed per image."""
 
     kind = "maskgit"
+    sampling_options = ("guidance", "temperature", "decode_steps", "choice_temperature")
     Config = MaskGITInferenceConfig
     uses_tokens = True
 

@@ -15,7 +15,11 @@ and image ``j`` of a seed is reproducible. With colour keys (``colour_keys``), e
 image also has the embedding of its caption prefixed by the colour measured on its pixels
 ("red beating heart"): among the ``colour_pool`` entries nearest by caption, an entry ranks by
 the better of its two keys, so "red heart" starts from a heart that is red although no
-training caption says so. The school: IC-GAN
+training caption says so. With ``skin_tones="varied"`` (a sampling option), a sample whose
+start is an untoned image that the memory also holds in skin-tone variants ("man running";
+"man running, dark skin tone", ...) starts from one of them, drawn evenly by its noise: for
+prompts that name no tone, a spread of tones instead of the emoji convention's yellow. The
+school: IC-GAN
 (instance-conditioned GAN), KNN-Diffusion, RDM and Re-Imagen condition generation on
 retrieved neighbours; here the neighbours are training images and the condition is text.
 """
@@ -34,7 +38,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ganforge.errors import CheckpointError
+from ganforge.data.attributes import SKIN_TONE_CHOICES, TONE_PHRASE
+from ganforge.errors import CheckpointError, ConfigError
 from ganforge.inference.base import reject_options
 from ganforge.inference.compose import (
     COLOUR_WORDS,
@@ -153,6 +158,35 @@ class Memory(nn.Module):
             stack = torch.stack(decoded).permute(0, 3, 1, 2).contiguous()
             self._decoded = (stamp, stack.to(self.png.device))
         return self._decoded[1]
+
+
+def tone_variants(captions: list[str]) -> dict[int, list[int]]:
+    """For each caption that names no skin tone and has variants that name exactly one
+    ("man running" -> "man running, light skin tone", ...): the variants' indices."""
+    untoned = {caption: i for i, caption in enumerate(captions)
+               if not TONE_PHRASE.search(caption)}
+    out: dict[int, list[int]] = {}
+    for i, caption in enumerate(captions):
+        if len(TONE_PHRASE.findall(caption)) != 1:
+            continue
+        base = TONE_PHRASE.sub("", caption).strip(" ,:;")
+        if base in untoned:
+            out.setdefault(untoned[base], []).append(i)
+    return out
+
+
+def vary_tones(index: torch.Tensor, noise: torch.Tensor, variants: dict[int, list[int]]
+               ) -> torch.Tensor:
+    """``index`` [B] with each untoned start that has variants replaced by one of them or
+    kept, evenly by the normal CDF of the row's second noise value (reproducible per seed)."""
+    if noise.shape[1] < 2:
+        raise ConfigError("skin_tones='varied' needs noise of at least 2 values per image")
+    share = 0.5 * (1 + torch.erf(noise[:, 1].float().cpu() / 2**0.5))
+    out = index.clone()
+    for row, start in enumerate(index.tolist()):
+        choices = [start, *variants.get(start, [])]
+        out[row] = choices[min(int(float(share[row]) * len(choices)), len(choices) - 1)]
+    return out
 
 
 def pick_neighbours(similarity: torch.Tensor, noise: torch.Tensor, neighbours: int,
@@ -309,6 +343,7 @@ class RAGANModel(DFGANModel):
 
     kind = "ragan"
     Config = RAGANInferenceConfig
+    sampling_options = ("skin_tones",)
 
     @classmethod
     def build_modules(cls, config: RAGANInferenceConfig) -> dict[str, nn.Module]:
@@ -316,9 +351,13 @@ class RAGANModel(DFGANModel):
                 "memory": Memory(config.memory_count, config.memory_bytes, MINILM_DIM,
                                  config.colour_keys)}
 
-    def retrieve(self, sentence: torch.Tensor, noise: torch.Tensor
+    def retrieve(self, sentence: torch.Tensor, noise: torch.Tensor, skin_tones: str = "as-named"
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(memory index [B], caption similarity [B]) of the image each row starts from."""
+        """(memory index [B], caption similarity [B]) of the image each row starts from
+        (``skin_tones``: see the module's docstring)."""
+        if skin_tones not in SKIN_TONE_CHOICES:
+            raise ConfigError(f"skin_tones must be one of {', '.join(SKIN_TONE_CHOICES)}, "
+                              f"got {skin_tones!r}")
         memory = self.modules["memory"]
         sentence = F.normalize(sentence.float(), dim=1)
         similarity = sentence @ memory.keys.float().T
@@ -332,6 +371,10 @@ class RAGANModel(DFGANModel):
             ranking = similarity.scatter(1, pool.indices, torch.maximum(pool.values, coloured))
         index, _ = pick_neighbours(ranking, noise, self.config.neighbours,
                                    self.config.rank_spread, self.config.rank_margin)
+        if skin_tones == "varied":
+            if self._tone_variants is None:
+                self._tone_variants = tone_variants(self.config.memory_captions)
+            index = vary_tones(index, noise, self._tone_variants).to(index.device)
         return index, similarity.gather(1, index.unsqueeze(1)).squeeze(1)
 
     def add_colour_keys(self, encode: Any) -> None:
@@ -360,16 +403,20 @@ class RAGANModel(DFGANModel):
                             embedded[p.accessory] if p.accessory else None)
                 if p.composed else None for p in parts]
 
+    _tone_variants: dict[int, list[int]] | None = None
+
     def starts(self, sentence: torch.Tensor, noise: torch.Tensor,
-               compositions: list[Composition | None] | None = None
+               compositions: list[Composition | None] | None = None,
+               skin_tones: str = "as-named"
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
         """What each row starts from: (uint8 images [B, 3, S, S], their caption keys [B, D],
         similarities [B], descriptions). A row with a composition whose retrieved image lacks
         its accessory or colour starts from a collage (``compose``): the subject retrieved by
         its own phrase, recoloured, with the accessory retrieved and overlaid; its key is
-        then the prompt itself (the collage is what was asked)."""
+        then the prompt itself (the collage is what was asked). ``skin_tones``: see
+        ``retrieve``."""
         memory = self.modules["memory"]
-        index, similarity = self.retrieve(sentence, noise)
+        index, similarity = self.retrieve(sentence, noise, skin_tones)
         images = memory.images()[index.to(memory.png.device)]
         keys = memory.keys[index].float()
         captions = self.config.memory_captions
@@ -447,20 +494,38 @@ class RAGANModel(DFGANModel):
         return self.modules["generator"](noise, sentence.to(noise.dtype),
                                          start.div(127.5).sub(1), key, blended)
 
+    def _as_if_named(self, condition: torch.Tensor, noise: torch.Tensor, keys: torch.Tensor
+                     ) -> torch.Tensor:
+        """``condition`` with each row that ``skin_tones="varied"`` moved to a tone variant
+        replaced by that variant's caption key (same norm): the generator then draws the
+        variant as if its tone had been asked for, instead of editing the tone away (the
+        prompt minus the caption would name it)."""
+        plain, _ = self.retrieve(condition, noise)
+        varied, _ = self.retrieve(condition, noise, "varied")
+        moved = (plain != varied).to(condition.device)
+        if not bool(moved.any()):
+            return condition
+        named = F.normalize(keys.to(condition.device).float(), dim=1) * condition.float().norm(
+            dim=1, keepdim=True)
+        return torch.where(moved.unsqueeze(1), named.to(condition.dtype), condition)
+
     def starting_captions(self, sentence: torch.Tensor, noise: torch.Tensor,
-                          compositions: list[Composition | None] | None = None) -> list[str]:
+                          compositions: list[Composition | None] | None = None,
+                          skin_tones: str = "as-named") -> list[str]:
         """What each row starts from, in words: the training image's caption, or the collage
         made of them (provenance)."""
-        return self.starts(sentence, noise, compositions)[3]
+        return self.starts(sentence, noise, compositions, skin_tones)[3]
 
     def generate(self, condition: Any, noise: torch.Tensor,
                  compositions: list[Composition | None] | None = None,
-                 **options: Any) -> torch.Tensor:
+                 skin_tones: str = "as-named", **options: Any) -> torch.Tensor:
         """Find each row's starting image (``starts``: retrieved, or a collage for a
         ``compositions`` row), then ``generator(noise, sentence, start, start caption,
-        similarity)``; no sampling options."""
+        similarity)``. Sampling option: ``skin_tones`` ("as-named" or "varied")."""
         reject_options(self.kind, options)
-        images, keys, similarity, _ = self.starts(condition, noise, compositions)
+        images, keys, similarity, _ = self.starts(condition, noise, compositions, skin_tones)
+        if skin_tones == "varied":
+            condition = self._as_if_named(condition, noise, keys)
         device = noise.device
         start = images.to(device).float().div(127.5).sub(1)
         return self.modules["generator"](noise, condition, start, keys.to(device),

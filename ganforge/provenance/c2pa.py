@@ -5,6 +5,8 @@ imported only when an image is signed or a manifest is read, so that nothing els
 A manifest says: made by ``ganforge/VERSION``, one ``c2pa.created`` action whose
 digitalSourceType is IPTC's ``trainedAlgorithmicMedia``, the model's name and 16-bit id (never
 a local path), and for a translated or upscaled image its input as the parent ingredient.
+Reading never touches the network (no remote manifests, no OCSP); ``trust_anchors`` adds the
+user's own root certificates to the library's trust list (``--c2pa-trust``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ TRAINED_ALGORITHMIC_MEDIA = ("http://cv.iptc.org/newscodes/digitalsourcetype/"
                              "trainedAlgorithmicMedia")
 INSTALL_HINT = "pip install 'ganforge[c2pa]'"
 KEY_ENV, CERT_ENV = "GANFORGE_C2PA_KEY", "GANFORGE_C2PA_CERT"
+TRUST_ENV = "GANFORGE_C2PA_TRUST"
+#: how manifests are read: offline (run-time downloads are not allowed)
+READ_SETTINGS = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
 #: the validation failure that only says the signer is on no trust list
 UNTRUSTED = "signingCredential.untrusted"
 #: ganforge metadata fields a manifest repeats (names and ids, never paths)
@@ -171,16 +176,39 @@ def manifest_definition(fields: Mapping[str, Any], title: str | None = None) -> 
                  "softwareAgent": agent, "parameters": parameters}]}}]}
 
 
-def read_manifest(data: bytes, mime_type: str | None = None) -> dict[str, Any]:
+def trust_anchors(path: str | Path | None = None) -> str | None:
+    """The PEM root certificates at ``path`` (default: $GANFORGE_C2PA_TRUST; None when
+    neither is set), checked to hold at least one certificate."""
+    path = path or os.environ.get(TRUST_ENV) or None
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"C2PA trust anchors {file} do not exist (--c2pa-trust or "
+                          f"{TRUST_ENV}: a PEM file of root certificates)")
+    text = file.read_text(errors="replace")
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ConfigError(f"C2PA trust anchors {file} hold no PEM certificate "
+                          "(expected -----BEGIN CERTIFICATE----- blocks)")
+    return text
+
+
+def read_manifest(data: bytes, mime_type: str | None = None,
+                  trusted: str | None = None) -> dict[str, Any]:
     """The C2PA evidence in the bytes of an image file: ``state`` is "valid", "untrusted signer"
-    (intact and correctly signed, but the certificate is on no trust list), "invalid" (the
-    image or manifest changed after signing, or a bad signature) or "none"; with the claim
-    generator, signer, digitalSourceType and the failures the library reported."""
+    (intact and correctly signed, but the certificate chains to no trusted root), "invalid"
+    (the image or manifest changed after signing, or a bad signature) or "none"; with the claim
+    generator, signer, digitalSourceType and the failures the library reported. ``trusted``:
+    PEM root certificates trusted beside the library's own list (:func:`trust_anchors`)."""
     if b"c2pa" not in data:  # every manifest store is a JUMBF box labelled "c2pa"
         return {"state": "none"}
     c2pa = _library()
+    settings: dict[str, Any] = dict(READ_SETTINGS)
+    if trusted:
+        settings["trust"] = {"user_anchors": trusted}
     try:
-        reader = c2pa.Reader.try_create(mime_type, io.BytesIO(data))
+        reader = c2pa.Reader.try_create(mime_type, io.BytesIO(data),
+                                        context=c2pa.Context.from_dict(settings))
     except c2pa.C2paError as exc:
         return {"state": "invalid", "failures": [str(exc)]}
     if reader is None:
@@ -213,9 +241,10 @@ def read_manifest(data: bytes, mime_type: str | None = None) -> dict[str, Any]:
 
 def make_test_cert(out: str | Path, name: str = "ganforge local test signer") -> tuple[Path, Path]:
     """A local test CA and an ES256 signing certificate it issues, for trying C2PA locally:
-    writes ``key.pem`` (the signer's private key) and ``cert.pem`` (signer certificate, then the
-    CA's). No trust list holds this CA, so ``verify`` reports its manifests as "untrusted
-    signer". (A bare self-signed certificate is refused by the C2PA library as a signer.)"""
+    writes ``key.pem`` (the signer's private key), ``cert.pem`` (signer certificate, then the
+    CA's) and ``ca.pem`` (the CA's alone). No trust list holds this CA, so ``verify`` reports
+    its manifests as "untrusted signer" unless told to trust it (``--c2pa-trust ca.pem``).
+    (A bare self-signed certificate is refused by the C2PA library as a signer.)"""
     try:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
@@ -266,4 +295,5 @@ def make_test_cert(out: str | Path, name: str = "ganforge local test signer") ->
     key_path.chmod(0o600)
     cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM)
                                    for c in (leaf, ca)))
+    (out / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     return key_path, cert_path

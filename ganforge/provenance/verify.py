@@ -86,15 +86,16 @@ def _c2pa_line(manifest: dict[str, Any]) -> str:
     return state + (f" ({manifest['reason']})" if manifest.get("reason") else "")
 
 
-def _read_c2pa(source: ImageSource) -> dict[str, Any]:
-    """The C2PA evidence in a file or bytes (a PIL image has lost any manifest)."""
+def _read_c2pa(source: ImageSource, trusted: str | None = None) -> dict[str, Any]:
+    """The C2PA evidence in a file or bytes (a PIL image has lost any manifest); ``trusted``:
+    PEM roots trusted beside the library's list."""
     if isinstance(source, Image.Image):
         return {"state": "not checked", "reason": "a decoded image carries no manifest"}
     data = bytes(source) if isinstance(source, bytes | bytearray) else Path(source).read_bytes()
     mime = None if isinstance(source, bytes | bytearray) else MIME_TYPES.get(
         Path(source).suffix.lower())
     try:
-        return read_manifest(data, mime)
+        return read_manifest(data, mime, trusted)
     except MissingDependency as exc:
         return {"state": "not checked", "reason": str(exc)}
 
@@ -131,9 +132,10 @@ def open_image(source: ImageSource) -> tuple[Image.Image, str]:
 
 
 def verify_image(source: ImageSource, detector: Detector | None = None,
-                 use_detector: bool = True) -> VerifyResult:
-    """Look for the watermark, ganforge metadata and the detector's opinion in one image
-    (a path, the bytes of an image file, or a PIL image)."""
+                 use_detector: bool = True, c2pa_trust: str | None = None) -> VerifyResult:
+    """Look for the watermark, ganforge metadata, a C2PA manifest and the detector's opinion
+    in one image (a path, the bytes of an image file, or a PIL image). ``c2pa_trust``: PEM
+    root certificates (the text, see ``c2pa.trust_anchors``) whose signers count as trusted."""
     image, name = open_image(source)
     metadata = {k[len(PREFIX):]: str(v) for k, v in image.info.items()
                 if isinstance(k, str) and k.startswith(PREFIX)}
@@ -143,7 +145,7 @@ def verify_image(source: ImageSource, detector: Detector | None = None,
         detector = detector or _default_detector()
         probability = float(detector.probability([image])[0])
         threshold = detector.threshold
-    manifest = _read_c2pa(source)
+    manifest = _read_c2pa(source, c2pa_trust)
     verdict, reason = _verdict(mark, metadata, probability, manifest, threshold)
     return VerifyResult(source=name, verdict=verdict, reason=reason, watermark=mark.as_dict(),
                         metadata=metadata, detector_probability=probability, size=image.size,

@@ -75,6 +75,7 @@ class ServeConfig:
     ``models`` / ``translators``: (name, path) pairs; the first text-to-image model is the
     default. ``upscaler``: a path, or None for the shipped default when there is one.
     ``c2pa``: sign every PNG the server hands out with a C2PA manifest (None: no manifest).
+    ``c2pa_trust``: PEM root certificates whose signers /api/verify counts as trusted.
     """
 
     models: list[tuple[str, str]] = field(default_factory=list)
@@ -89,6 +90,7 @@ class ServeConfig:
     max_pixels: int = 4096 * 4096
     max_upscale_side: int = 512
     c2pa: C2paSigner | None = None
+    c2pa_trust: str | None = None
 
     def validate(self) -> ServeConfig:
         checks = [(self.batch_window_ms >= 0, f"batch window must be >= 0 ms, got "
@@ -347,6 +349,10 @@ class GenerateRequest(BaseModel):
                                                  "its rejection sampling would stall)")
     model: str | None = Field(None, max_length=64,
                               description="a text-to-image model name from /api/models")
+    skin_tones: Literal["as-named", "varied"] | None = Field(
+        None, description="models with the skin_tones option (/api/models: options): "
+                          "'varied' spreads people prompts that name no skin tone over the "
+                          "default yellow and the five tones, by seed")
     format: Literal["json", "zip"] = Field("json", description="JSON with base64 PNGs, "
                                                                 "or a zip of PNGs")
 
@@ -381,6 +387,8 @@ class ModelInfo(BaseModel):
     default: bool = False
     directions: list[str] = []
     styles: list[str] = []
+    options: list[str] = Field([], description="sampling settings /api/generate takes for "
+                                               "this model (e.g. skin_tones)")
     trained_steps: int = 0
     card: str | None = Field(None, description="URL of the model card (Markdown: what it was "
                                                "trained on, how well it does), when it has one")
@@ -425,8 +433,14 @@ class ServedModel:
                          default=self.default,
                          directions=list(model.directions) if translator else [],
                          styles=list(model.styles) if translator else [],
+                         options=[o for o in getattr(model, "sampling_options", ())
+                                  if o in API_SAMPLING_OPTIONS],
                          trained_steps=model.trained_steps,
                          card=f"/api/models/{self.name}/card" if self.card_path() else None)
+
+
+#: the models' sampling settings the HTTP API offers (fields of GenerateRequest)
+API_SAMPLING_OPTIONS = ("skin_tones",)
 
 
 @dataclass
@@ -435,21 +449,26 @@ class GenerateJob:
     n: int
     seed: int
     truncation: float | None
+    options: tuple[tuple[str, Any], ...] = ()  # sampling settings, (name, value) sorted
 
 
 def generate_batch(pipe: TextToImagePipeline, jobs: list[GenerateJob]) -> list[list[Image.Image]]:
-    """One forward pass for many requests: each job's images are those
-    ``pipe(job.prompt, num_images=job.n, seed=job.seed)`` gives (same noise, same text)."""
+    """One forward pass for the requests that share sampling settings: each job's images are
+    those ``pipe(job.prompt, num_images=job.n, seed=job.seed, **options)`` gives (same noise,
+    same text)."""
     import torch
 
-    noise = torch.cat([pipe.noise(job.n, job.seed, job.truncation) for job in jobs])
-    images = pipe.to_images(pipe.generate_prompts(
-        [job.prompt for job in jobs for _ in range(job.n)], noise))
-    out, start = [], 0
-    for job in jobs:
-        out.append(images[start:start + job.n])
-        start += job.n
-    return out
+    out: dict[int, list[Image.Image]] = {}
+    for options in dict.fromkeys(job.options for job in jobs):
+        group = [(i, job) for i, job in enumerate(jobs) if job.options == options]
+        noise = torch.cat([pipe.noise(job.n, job.seed, job.truncation) for _, job in group])
+        images = pipe.to_images(pipe.generate_prompts(
+            [job.prompt for _, job in group for _ in range(job.n)], noise, **dict(options)))
+        start = 0
+        for i, job in group:
+            out[i] = images[start:start + job.n]
+            start += job.n
+    return [out[i] for i in range(len(jobs))]
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -668,10 +687,18 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                            ) from None
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED)
         model.pipeline.noise(1, seed, request.truncation)  # settings the model refuses: 422
+        options = tuple((name, getattr(request, name)) for name in API_SAMPLING_OPTIONS
+                        if getattr(request, name) is not None)
+        refused = [name for name, _ in options
+                   if name not in getattr(model.pipeline.model, "sampling_options", ())]
+        if refused:
+            raise ApiError(422, f"model {model.name} ({model.pipeline.model.kind}) takes no "
+                           f"{', '.join(refused)} setting; see options in /api/models")
         images = await server.batchers[model.name].submit(
-            GenerateJob(prompt, request.n, seed, request.truncation))
+            GenerateJob(prompt, request.n, seed, request.truncation, options))
         fields = {"model": model.label, "model_id": f"{model.pipeline.watermark_id:04x}",
-                  "prompt": prompt, "seed": seed, "truncation": request.truncation}
+                  "prompt": prompt, "seed": seed, "truncation": request.truncation,
+                  **dict(options)}
         pngs = [await encode(image, {**fields, "index": j}) for j, image in enumerate(images)]
         if request.format == "zip":
             buffer = io.BytesIO()
@@ -763,9 +790,10 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                                 "(ganforge.provenance.verify is missing)")
         def run() -> dict[str, Any]:
             try:
-                return verify_image(data).as_dict()
+                return verify_image(data, c2pa_trust=cfg.c2pa_trust).as_dict()
             except CheckpointError as exc:  # no detector here: watermark and metadata answer
-                result = verify_image(data, use_detector=False).as_dict()
+                result = verify_image(data, use_detector=False,
+                                      c2pa_trust=cfg.c2pa_trust).as_dict()
                 return {**result, "detector_unavailable": str(exc)}
 
         return _jsonable(await server.worker.call(run))
@@ -773,7 +801,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     return app
 
 
-def _verify_function() -> Callable[[bytes], Any] | None:
+def _verify_function() -> Callable[..., Any] | None:
     try:
         from ganforge.provenance.verify import verify_image  # type: ignore[import-not-found]
     except ImportError:

@@ -145,6 +145,7 @@ async function loadModels() {
   $("upscale-note").classList.toggle("hidden", byTask("upscale").length > 0);
   $("upscale-btn").disabled = byTask("upscale").length === 0;
   updateTranslateOptions();
+  updateGenerateOptions();
   setStatus(`ready: ${models.length} model(s)`);
 }
 
@@ -153,6 +154,11 @@ function updateTranslateOptions() {
   fillSelect($("translate-direction"), model ? model.directions : []);
   fillSelect($("translate-style"), model ? model.styles : []);
   $("style-box").classList.toggle("hidden", !(model && model.styles.length));
+}
+
+function updateGenerateOptions() {
+  const model = models.find((m) => m.name === $("generate-model").value);
+  $("tones-box").classList.toggle("hidden", !(model && model.options.includes("skin_tones")));
 }
 
 function showTab(name) {
@@ -168,6 +174,9 @@ function generateBody(format) {
   const body = { prompt: $("prompt").value, n: Number($("count").value), format };
   if ($("seed").value !== "") body.seed = Number($("seed").value);
   if ($("generate-model").value) body.model = $("generate-model").value;
+  if (!$("tones-box").classList.contains("hidden") && $("vary-tones").checked) {
+    body.skin_tones = "varied";
+  }
   return JSON.stringify(body);
 }
 
@@ -357,6 +366,7 @@ document.addEventListener("DOMContentLoaded", () => {
   onSubmit("verify-form", "verify-btn", verify);
   $("zip-btn").addEventListener("click", () => busy($("zip-btn"), downloadZip));
   $("translate-model").addEventListener("change", updateTranslateOptions);
+  $("generate-model").addEventListener("change", updateGenerateOptions);
   $("api-key").addEventListener("change", loadModels);
   $("card-close").addEventListener("click", () => $("card-dialog").close());
   loadModels().catch((err) => setStatus(err.message, true));
