@@ -79,5 +79,12 @@ def test_varied_skin_tones_spread_untoned_people_prompts_and_keep_named_tones() 
     plain = pipe(["man running"] * 1, num_images=12, seed=0)
     spread = np.std([np.asarray(im, float)[8:24, 20:44].mean() for im in images])
     assert spread > 2 * np.std([np.asarray(im, float)[8:24, 20:44].mean() for im in plain])
+    # an interpolation takes the setting too: both ends get the seed's tone
+    seed = next(s for s in range(12) if "skin tone" in model.starting_captions(
+        pipe.encode(["man running"]), pipe.noise(1, s), None, "varied")[0])
+    walk = pipe.interpolate("man running", "woman running", 3, seed=seed, skin_tones="varied")
+    plain_walk = pipe.interpolate("man running", "woman running", 3, seed=seed)
+    assert len(walk) == 3 and all(np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() > 2
+                                  for a, b in zip(walk, plain_walk, strict=True))
     with pytest.raises(ConfigError, match="skin_tones must be one of as-named, varied"):
         pipe("man running", skin_tones="rainbow")

@@ -476,14 +476,17 @@ class RAGANModel(DFGANModel):
         return (subject, description) if changed else None
 
     def interpolate(self, ends: torch.Tensor, weights: torch.Tensor, noise: torch.Tensor,
-                    compositions: list[Composition | None] | None = None, **options: Any
-                    ) -> torch.Tensor:
+                    compositions: list[Composition | None] | None = None,
+                    skin_tones: str = "as-named", **options: Any) -> torch.Tensor:
         """From one prompt's picture to the other's: each frame starts from the two prompts'
         starting images (``starts``) cross-faded by its weight, with the blended prompt,
         caption key and similarity, so the frames change step by step (blending only the
-        prompts' embeddings jumps once, where the nearest training image changes)."""
+        prompts' embeddings jumps once, where the nearest training image changes).
+        ``skin_tones``: as for ``generate`` (each end drawn as if its tone were named)."""
         reject_options(self.kind, options)
-        images, keys, similarity, _ = self.starts(ends, noise[:2], compositions)
+        images, keys, similarity, _ = self.starts(ends, noise[:2], compositions, skin_tones)
+        if skin_tones == "varied":
+            ends = self._as_if_named(ends, noise[:2], keys)
         device, w = noise.device, weights.to(noise.device).float().view(-1, 1)
         images, keys = images.to(device).float(), keys.to(device).float()
         start = images[0] * (1 - w.view(-1, 1, 1, 1)) + images[1] * w.view(-1, 1, 1, 1)
