@@ -7,7 +7,7 @@ Blinn-Phong specular, light from the upper left), rendered at 4x and reduced. Sc
 shipped restyle model on the validation pairs (FID against the true 3D images, L1 and SSIM).
 ``--fit`` picks the lighting on training pairs (coordinate descent on FID from the first
 fit's grid-search best: each number in turn is stepped up, then down, while FID falls by more
-than 0.2; three rounds, the steps halved each round) and saves it as a ``relight`` model
+than 0.2; two rounds, the steps halved in the second) and saves it as a ``relight`` model
 (``ganforge.inference.relight``); ``--lighting`` saves given values instead.
 
     OMP_NUM_THREADS=2 python benchmarks/restyle_relight.py --pairs /tmp/restyle/val \
@@ -53,7 +53,7 @@ POSITIVE = ("radius", "edge", "shininess")
 START = (3.0, 2.5, 0.72, 0.38, 0.2, 18.0, -0.5, -0.7, 0.6)
 
 
-def fit(pairs: Path, count: int, net: InceptionFeatures, seed: int = 0, rounds: int = 3,
+def fit(pairs: Path, count: int, net: InceptionFeatures, seed: int = 0, rounds: int = 2,
         min_gain: float = 0.2) -> tuple[tuple[float, ...], list[dict]]:
     """Coordinate descent on FID of ``count`` training inputs (seeded pick) relit against
     their true 3D images, from ``START``: each of ``STEPS`` in turn is stepped up
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--train", type=Path, help="training pairs (a/, b/) for --fit")
     parser.add_argument("--fit-count", type=int, default=400,
                         help="training pairs the fit scores")
-    parser.add_argument("--fit-rounds", type=int, default=3, help="coordinate-descent rounds")
+    parser.add_argument("--fit-rounds", type=int, default=2, help="coordinate-descent rounds")
     parser.add_argument("--lighting", metavar="NAME=VALUE,...",
                         help="with --fit OUT: save these lighting numbers (the rest hand-set) "
                         "instead of fitting them")
@@ -150,7 +150,9 @@ def main() -> None:
         if args.train is None:
             raise SystemExit("--fit needs --train PAIRS")
         lighting, tried = fit(args.train, args.fit_count, net, rounds=args.fit_rounds)
-        record = {"fitted_on": f"{args.fit_count} pairs of {args.train}", "tried": tried}
+        record = {"fitted_on": f"{args.fit_count} seeded training pairs of {args.train}, "
+                                f"coordinate descent on FID, {args.fit_rounds} rounds",
+                  "tried": tried}
     if args.fit:
         RelightModel(RelightInferenceConfig(), {"lighting": Lighting(lighting)},
                      record).save_pretrained(args.fit)
