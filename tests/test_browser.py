@@ -90,6 +90,8 @@ def test_prompt_gives_images_and_upload_gets_translated(
     wait = WebDriverWait(driver, 30)
     driver.get(server + "/")  # type: ignore[attr-defined]
     wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "status"), "ready"))
+    # the tiny DF-GAN takes no skin_tones setting: the page offers no "Vary skin tones" box
+    assert not driver.find_element(By.ID, "tones-box").is_displayed()  # type: ignore[attr-defined]
 
     prompt = driver.find_element(By.ID, "prompt")  # type: ignore[attr-defined]
     prompt.send_keys("a red circle")
