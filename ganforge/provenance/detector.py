@@ -269,7 +269,8 @@ def inception_features(images: Sequence[Image.Image], network: Any = None,
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             batch = torch.from_numpy(np.stack([np.array(views[i]) for i in chunk]))
-            out[chunk] = network._forward(batch.permute(0, 3, 1, 2).float() / 255)
+            out[chunk] = network.features_of(batch.permute(0, 3, 1, 2).float() / 255,
+                                             batch_size)
     return out
 
 
