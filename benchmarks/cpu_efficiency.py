@@ -39,6 +39,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -409,7 +410,7 @@ def best_rows(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per family: its default row and its fastest measured row (the reference aside)."""
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row["status"] != "ok" or row["role"] == "reference":
+        if row["status"] != "ok" or row["role"] == "reference" or row["role"].startswith("ab-"):
             continue
         entry = out.setdefault(row["family"], {})
         if row["role"] == "default":
@@ -442,8 +443,8 @@ def markdown(bench: Bench) -> str:
     lines += ["", "| family | role | variant | GFLOP/img | img/s | GFLOP/s | % fp32 peak "
               "| % bf16 peak | status |", "|" + "---|" * 9]
     roles = ("reference", "default", "variant", "combined")
-    for r in sorted(bench.rows, key=lambda r: (FAMILIES.index(r["family"]),
-                                              roles.index(r["role"]))):
+    for r in sorted((r for r in bench.rows if r["role"] in roles),
+                    key=lambda r: (FAMILIES.index(r["family"]), roles.index(r["role"]))):
         if r["status"] == "ok":
             lines.append(f"| {r['family']} | {r['role']} | {r['variant']} | "
                          f"{r['gflop_per_image']:.2f} | {r['img_per_s']:.2f} | "
@@ -470,6 +471,17 @@ def markdown(bench: Bench) -> str:
             if f"{key}_vs_reference" in ref:
                 lines.append(f"{what} ({ref[f'{key}_variant']}): {ref[f'{key}_img_per_s']:.2f}"
                              f" img/s = {ref[f'{key}_vs_reference']:.2f}x the reference")
+    ab = ref.get("ab")
+    if ab:
+        lines += ["", f"Interleaved, {ab['rounds']} rounds (reference, default, best, reference, "
+                      "...; a fresh trainer each time): median img/s (min-max)"]
+        for role in ("reference", "default", "best"):
+            if role in ab:
+                r = ab[role]
+                lines.append(f"- {role} ({r['variant']}): {r['median']:.2f} "
+                             f"({r['min']:.2f}-{r['max']:.2f})"
+                             + (f" = {r['vs_reference']:.2f}x the reference"
+                                if "vs_reference" in r else ""))
     return "\n".join(lines)
 
 
@@ -486,6 +498,50 @@ def compare_reference(bench: Bench, reference: dict[str, Any]) -> None:
                 f"{key}_variant": cyclegan[f"{key}_variant"],
                 f"{key}_img_per_s": cyclegan[f"{key}_img_per_s"],
                 f"{key}_vs_reference": cyclegan[f"{key}_img_per_s"] / rate})
+    bench.save()
+
+
+def interleaved_rounds(bench: Bench, rounds: int, reference_model: dict[str, Any],
+                       model: dict[str, Any], threads: int) -> None:
+    """Time the reference, ganforge's default and its best CycleGAN variant in turn,
+    ``rounds`` times over (a fresh trainer each time), and record median, min and max img/s
+    of each: on a shared or throttled machine one timing of each can differ by tens of
+    percent between identical settings, which a single ratio would report as a speed-up."""
+    best = best_rows(bench.rows).get("cyclegan")
+    if not best or bench.reference.get("reference_img_per_s") is None:
+        return
+    flops = bench.reference["reference_gflop_per_image"] * 1e9
+    rows = {row["role"]: row for row in bench.rows
+            if row["family"] == "cyclegan" and row["status"] == "ok"}
+    own = get_family("cyclegan").train_defaults
+    fields = ("batch", "threads", "channels_last", "compile", "bf16")
+    plans = {"reference": (reference_model, dict(REFERENCE_TRAIN), threads)}
+    for role, label in (("default", best["default_variant"]), ("best", best["best_variant"])):
+        row = next((r for r in bench.rows if r.get("variant") == label
+                    and r["family"] == "cyclegan" and r["status"] == "ok"
+                    and not r["role"].startswith("ab-")), rows.get(role))
+        if row is not None:
+            variant = Variant(*(row[f] for f in fields))
+            plans[role] = (model, {**own, **variant.train_options()}, variant.threads)
+    rates: dict[str, list[float]] = {role: [] for role in plans}
+    variants: dict[str, str] = {}
+    for _ in range(rounds):
+        for role, (net, options, count) in plans.items():
+            row = bench.run("cyclegan", net, f"ab-{role}", options, count, flops)
+            if row["status"] == "ok":
+                rates[role].append(row["img_per_s"])
+                variants[role] = row["variant"]
+    summary: dict[str, Any] = {"rounds": rounds}
+    for role, values in rates.items():
+        if values:
+            summary[role] = {"variant": variants[role], "median": statistics.median(values),
+                             "min": min(values), "max": max(values), "all": values}
+    if "reference" in summary:
+        for role in ("default", "best"):
+            if role in summary:
+                summary[role]["vs_reference"] = (summary[role]["median"]
+                                                 / summary["reference"]["median"])
+    bench.reference["ab"] = summary
     bench.save()
 
 
@@ -534,6 +590,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 32 px, 1 thread, batch 1, default variant only, 1 "
                              "warm-up + 1 timed step, small matmul")
+    parser.add_argument("--ab-rounds", type=int, default=0,
+                        help="then time the reference, the default and the best CycleGAN "
+                             "variant in turn this many times and report medians (noisy "
+                             "machines)")
     parser.add_argument("--json", default="", help="write the results here as JSON")
     parser.add_argument("--work", default="", help="folder for data and runs (default: temp)")
     args = parser.parse_args(argv)
@@ -588,6 +648,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        left / (len(families) - i))
     if reference is not None:
         compare_reference(bench, reference)
+        if args.ab_rounds > 0 and "cyclegan" in models:
+            interleaved_rounds(bench, args.ab_rounds,
+                               {**REFERENCE_MODEL, **(TINY["cyclegan"] if args.tiny else {})},
+                               models["cyclegan"], threads[0])
     torch.set_num_threads(initial_threads)
     bench.save()
     print(markdown(bench), flush=True)

@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=6)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate")
+    parser.add_argument("--precision", default="auto", help="auto, fp32 or bf16")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -66,12 +69,14 @@ def main() -> None:
     config = RunConfig(
         family="cyclegan",
         model={"generator_blocks": args.blocks, "generator_channels": args.channels,
-               "discriminator_channels": args.channels},
+               "discriminator_channels": args.channels, "lr": args.lr},
         data={"domain_a": str(folders["train_twitter"]), "domain_b": str(folders["train_google"]),
               "size": 64, "flip": False},
         train={"steps": args.steps, "batch_size": args.batch_size, "device": args.device,
-               "compile": args.compile, "sample_every": max(args.steps // 10, 1),
-               "checkpoint_every": max(args.steps // 10, 1), "log_every": 50},
+               "compile": args.compile, "precision": args.precision, "seed": args.seed,
+               "sample_every": max(args.steps // 10, 1),
+               "checkpoint_every": max(args.steps // 10, 1), "log_every": 50,
+               "progress": False},
     )
     started = time.perf_counter()
     result = train(config, run_dir, resume=(run_dir / "config.json").exists())

@@ -30,7 +30,7 @@ def test_quick_run_reports_flops_rate_and_share_of_peak(tmp_path: Path) -> None:
     start = time.monotonic()
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--tiny", "--families", "cyclegan,dfgan",
-         "--json", str(out), "--work", str(tmp_path / "work")],
+         "--ab-rounds", "2", "--json", str(out), "--work", str(tmp_path / "work")],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     wall = time.monotonic() - start
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -38,7 +38,8 @@ def test_quick_run_reports_flops_rate_and_share_of_peak(tmp_path: Path) -> None:
 
     report = json.loads(out.read_text())
     assert set(report["peaks_gflops"]) == {"fp32"} and report["peaks_gflops"]["fp32"]["1"] > 0
-    rows = {(r["family"], r["role"]): r for r in report["rows"]}
+    rows = {(r["family"], r["role"]): r for r in report["rows"]
+            if not r["role"].startswith("ab-")}
     assert set(rows) == {("cyclegan", "reference"), ("cyclegan", "default"),
                          ("dfgan", "default")}
     for key, row in rows.items():
@@ -51,6 +52,15 @@ def test_quick_run_reports_flops_rate_and_share_of_peak(tmp_path: Path) -> None:
         assert 0 < row["share_fp32_peak"] < 1.5, key
     assert report["reference"]["default_vs_reference"] > 0
     assert set(report["best"]) == {"cyclegan", "dfgan"}
+    # the interleaved rounds: each of reference, default and best timed twice, in turn
+    ab = report["reference"]["ab"]
+    roles = [r["role"] for r in report["rows"] if r["role"].startswith("ab-")]
+    assert roles == ["ab-reference", "ab-default", "ab-best"] * 2
+    for role in ("reference", "default", "best"):
+        assert len(ab[role]["all"]) == 2
+        assert ab[role]["min"] <= ab[role]["median"] <= ab[role]["max"]
+    assert ab["default"]["vs_reference"] == ab["default"]["median"] / ab["reference"]["median"]
+    assert "Interleaved, 2 rounds" in done.stdout
 
     for family, role in rows:  # the printed table: GFLOP/img, img/s, GFLOP/s, % of peak
         (cells,) = table_rows(done.stdout, family, role)

@@ -91,10 +91,18 @@ def test_truncation_and_interpolation(tiny_run: Path) -> None:
     wide = pipe.noise(256, seed=1, truncation=3.0)  # nearly the plain normal
     assert 0.9 < float(wide.std()) < 1.1
     assert pipe.noise(64, seed=0).abs().max() > 0.5
+    # the walk's ends are the two prompts' images: a batch of 5 and one of 2 may round a few
+    # values differently (seen on an AVX2 EPYC: 1 level on 0.1 % of them), which the mark's
+    # adaptive embedding would spread, so this compares the images before the mark
+    pipe.watermark = False
     walk = pipe.interpolate("a red circle", "a blue square", steps=5, seed=0)
     assert len(walk) == 5
     ends = pipe(["a red circle", "a blue square"], seed=0)
-    assert walk[0].tobytes() == ends[0].tobytes() and walk[-1].tobytes() == ends[1].tobytes()
+    for end, image in zip(ends, (walk[0], walk[-1]), strict=True):
+        diff = np.abs(np.asarray(end, np.int16) - np.asarray(image, np.int16))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    middle = np.abs(np.asarray(walk[2], np.int16) - np.asarray(ends[0], np.int16))
+    assert middle.max() > 1  # the frames between are not copies of an end
     with pytest.raises(ConfigError, match="truncation must be positive"):
         pipe.noise(2, 0, truncation=0)
 

@@ -31,3 +31,8 @@ def native_bf16(device: torch.device) -> bool:
         probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
         return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
     return False
+
+
+def cpu_has_avx512() -> bool:
+    """Whether PyTorch's CPU kernels run with AVX-512 here (``get_cpu_capability``)."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 import ganforge
 from ganforge.config import RunConfig, TrainConfig, from_dict
-from ganforge.core.device import native_bf16, resolve_device
+from ganforge.core.device import cpu_has_avx512, native_bf16, resolve_device
 from ganforge.core.seeding import rng_state, seed_everything, set_rng_state
 from ganforge.data.datasets import TrainData
 from ganforge.data.images import image_grid
@@ -141,7 +141,8 @@ class Trainer:
         cuda = self.device.type == "cuda"
         self.bf16 = tc.precision == "bf16" or (tc.precision == "auto"
                                                 and native_bf16(self.device))
-        self.channels_last = tc.channels_last == "on" or (tc.channels_last == "auto" and cuda)
+        self.channels_last = tc.channels_last == "on" or (tc.channels_last == "auto" and (
+            cuda or (self.family_cls.channels_last_on_avx512 and cpu_has_avx512())))
         if self.group.is_main:
             self._check_run_dir()
 
