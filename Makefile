@@ -55,5 +55,7 @@ default-restyle-pix2pix: setup
 lint: setup
 	$(BIN)/ruff check ganforge tests benchmarks
 
+# two test processes (one torch thread each, tests/conftest.py) on the 2 cores; a module's
+# tests stay in one process (--dist loadfile) so its fixtures are built once
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile

@@ -51,7 +51,9 @@ def test_generated_colour_follows_the_text(tmp_path: Path) -> None:
     """A short CPU run: the colour named in the prompt is the colour drawn, well above the
     25% a text-blind generator would get."""
     captions = write_captioned_shapes(tmp_path / "data", 160, 16, seed=0)
-    config = _config(captions, 800, generator_channels=16, discriminator_channels=16,
+    # 400 steps: 0.91 / 0.92 colour accuracy with training seeds 0 / 1 (800 steps: 0.97), on
+    # an AVX2 EPYC, 2026-12-02; half the time of the 800 this test ran before
+    config = _config(captions, 400, generator_channels=16, discriminator_channels=16,
                      text_dim=64, noise_dim=100)
     config.train["batch_size"] = 16
     train(config, tmp_path / "run")
@@ -66,7 +68,7 @@ def test_generated_colour_follows_the_text(tmp_path: Path) -> None:
                 total += 1
                 if ink is not None:
                     hits += names[int(((reference - ink) ** 2).sum(axis=1).argmin())] == colour
-    assert hits / total >= 0.45, f"colour accuracy {hits / total:.2f}"
+    assert hits / total >= 0.6, f"colour accuracy {hits / total:.2f}"
 
 
 def test_same_seed_same_image_and_round_trip(tiny_run: Path, tmp_path: Path) -> None:
