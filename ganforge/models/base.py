@@ -48,10 +48,10 @@ class Family(ABC):
     ema_networks: ClassVar[tuple[str, ...]] = ()
     #: networks the loop may wrap in torch.compile (None = all of them)
     compile_networks: ClassVar[tuple[str, ...] | None] = None
-    #: training-loop defaults that suit the family (the user's options still win)
     #: whether ``--channels-last auto`` also means channels_last on a CPU with AVX-512 (it
     #: always does on CUDA): a family whose step measured faster that way there
     channels_last_on_avx512: ClassVar[bool] = False
+    #: training-loop defaults that suit the family (the user's options still win)
     train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, model_config: Any):
