@@ -511,18 +511,15 @@ def interleaved_rounds(bench: Bench, rounds: int, reference_model: dict[str, Any
     if not best or bench.reference.get("reference_img_per_s") is None:
         return
     flops = bench.reference["reference_gflop_per_image"] * 1e9
-    rows = {row["role"]: row for row in bench.rows
-            if row["family"] == "cyclegan" and row["status"] == "ok"}
     own = get_family("cyclegan").train_defaults
     fields = ("batch", "threads", "channels_last", "compile", "bf16")
     plans = {"reference": (reference_model, dict(REFERENCE_TRAIN), threads)}
     for role, label in (("default", best["default_variant"]), ("best", best["best_variant"])):
-        row = next((r for r in bench.rows if r.get("variant") == label
-                    and r["family"] == "cyclegan" and r["status"] == "ok"
-                    and not r["role"].startswith("ab-")), rows.get(role))
-        if row is not None:
-            variant = Variant(*(row[f] for f in fields))
-            plans[role] = (model, {**own, **variant.train_options()}, variant.threads)
+        # the measured row that carries this label (best_rows took its label from one)
+        row = next(r for r in bench.rows if r["family"] == "cyclegan"
+                   and r["status"] == "ok" and r.get("variant") == label)
+        variant = Variant(*(row[f] for f in fields))
+        plans[role] = (model, {**own, **variant.train_options()}, variant.threads)
     rates: dict[str, list[float]] = {role: [] for role in plans}
     variants: dict[str, str] = {}
     for _ in range(rounds):
