@@ -45,6 +45,7 @@ default-restyle: setup
 	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/restyle_emoji.py --out runs/default-restyle --prepare-only
 	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/restyle_relight.py --pairs runs/default-restyle/val \
 	    --train runs/default-restyle/train --fit ganforge/assets/restyle-3d-64 \
+	    --fit-start radius=3,ambient=0.84,diffuse=0.06,specular=0.15,light_y=-0.575 --fit-rounds 1 \
 	    --model ganforge/assets/restyle-3d-64-pix2pix --grid docs/images/restyle_relight_val.png
 
 # the best trained restyle network (pix2pix, 29 min on 2 threads), no longer the default

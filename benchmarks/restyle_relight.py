@@ -8,7 +8,10 @@ shipped restyle model on the validation pairs (FID against the true 3D images, L
 ``--fit`` picks the lighting on training pairs (coordinate descent on FID from the first
 fit's grid-search best: each number in turn is stepped up, then down, while FID falls by more
 than 0.2; two rounds, the steps halved in the second) and saves it as a ``relight`` model
-(``ganforge.inference.relight``); ``--lighting`` saves given values instead.
+(``ganforge.inference.relight``); ``--lighting`` saves given values instead. Before the
+lighting, ``--fit`` measures a flag template on every training pair whose input is a flag
+(``fit_flag_template``; ``--no-flags``: none), and the lighting is then scored with the flags
+drawn in it, as the model draws them.
 
     OMP_NUM_THREADS=2 python benchmarks/restyle_relight.py --pairs /tmp/restyle/val \
         --model ganforge/assets/restyle-3d-64 --grid docs/images/restyle_relight_experiment.png
@@ -33,11 +36,15 @@ from PIL import Image
 from ganforge.inference.relight import (
     DEFAULT_LIGHTING,
     LIGHTING,
+    FlagTemplate,
     Lighting,
     RelightInferenceConfig,
     RelightModel,
+    fit_flag_template,
+    is_flag,
     relight,
     shrink,
+    wave_flag,
 )
 from ganforge.metrics.fid import InceptionFeatures, fid_from_features
 from ganforge.metrics.image import l1, ssim
@@ -54,32 +61,39 @@ START = (3.0, 2.5, 0.72, 0.38, 0.2, 18.0, -0.5, -0.7, 0.6)
 
 
 def fit(pairs: Path, count: int, net: InceptionFeatures, seed: int = 0, rounds: int = 2,
-        min_gain: float = 0.2) -> tuple[tuple[float, ...], list[dict]]:
+        min_gain: float = 0.2, flag: FlagTemplate | None = None,
+        start: tuple[float, ...] = START) -> tuple[tuple[float, ...], list[dict]]:
     """Coordinate descent on FID of ``count`` training inputs (seeded pick) relit against
-    their true 3D images, from ``START``: each of ``STEPS`` in turn is stepped up
+    their true 3D images, from ``start``: each of ``STEPS`` in turn is stepped up
     (then down) while FID falls by more than ``min_gain``; ``rounds`` rounds, the steps halved
     each round. Returns the best values and every setting scored. ``pairs``: a/ and b/, or
-    a/twitter and b/twitter (``restyle_emoji.py``'s training split)."""
-    a, b = pairs / "a", pairs / "b"
-    if (a / "twitter").is_dir():
-        a, b = a / "twitter", b / "twitter"
+    a/twitter and b/twitter (``restyle_emoji.py``'s training split). With ``flag``, the
+    inputs that are flags are drawn in it (the lighting does not touch them)."""
+    a, b = pair_folders(pairs)
     names = sorted(p.name for p in a.iterdir())
     pick = sorted(np.random.default_rng(seed).choice(len(names), min(count, len(names)),
                                                      replace=False))
     flat = load_files([a / names[i] for i in pick])
     true3d = load_files([b / names[i] for i in pick])
     reference = net.features_of(tensor(true3d))
-    shrunk = shrink(flat, RelightInferenceConfig.input_scale)
+    flags = np.zeros(len(flat), dtype=bool)
+    features = np.empty((len(flat), reference.shape[1]))
+    if flag is not None:
+        flags = np.array([is_flag(image) for image in flat], dtype=bool)
+        if flags.any():
+            features[flags] = net.features_of(tensor(np.stack(
+                [wave_flag(image, *flag.arrays())[0] for image in flat[flags]])))
+    shrunk = shrink(flat[~flags], RelightInferenceConfig.input_scale)
     tried: list[dict] = []
 
     def score(values: dict[str, float]) -> float:
-        lit = relight(shrunk, **values)
+        features[~flags] = net.features_of(tensor(relight(shrunk, **values)))
         tried.append({"values": [values[k] for k in LIGHTING],
-                      "fid": fid_from_features(net.features_of(tensor(lit)), reference)})
+                      "fid": fid_from_features(features, reference)})
         print(f"{len(tried):3d} {values}: FID {tried[-1]['fid']:.2f}", flush=True)
         return tried[-1]["fid"]
 
-    best_values = dict(zip(LIGHTING, START, strict=True))
+    best_values = dict(zip(LIGHTING, start, strict=True))
     best = score(best_values)
     for round_ in range(rounds):
         for name, first in STEPS.items():
@@ -94,6 +108,44 @@ def fit(pairs: Path, count: int, net: InceptionFeatures, seed: int = 0, rounds: 
                         break
                     best, best_values = fid, values
     return tuple(best_values[k] for k in LIGHTING), tried
+
+
+def named_values(text: str, defaults: tuple[float, ...], option: str) -> list[float]:
+    """``NAME=VALUE,...`` over ``defaults`` (in ``LIGHTING``'s order)."""
+    given = dict(item.split("=") for item in text.split(","))
+    unknown = set(given) - set(LIGHTING)
+    if unknown:
+        raise SystemExit(f"{option}: unknown {', '.join(sorted(unknown))}; known: "
+                         f"{', '.join(LIGHTING)}")
+    values = {**dict(zip(LIGHTING, defaults, strict=True)),
+              **{k: float(v) for k, v in given.items()}}
+    return [values[k] for k in LIGHTING]
+
+
+def pair_folders(pairs: Path) -> tuple[Path, Path]:
+    """a/ and b/ of a pairs folder, or a/twitter and b/twitter where those exist."""
+    a, b = pairs / "a", pairs / "b"
+    if (a / "twitter").is_dir():
+        a, b = a / "twitter", b / "twitter"
+    return a, b
+
+
+def fitted_flag_template(pairs: Path) -> tuple[FlagTemplate, int]:
+    """``fit_flag_template`` on every pair of ``pairs`` (the training split)."""
+    a, b = pair_folders(pairs)
+    names = sorted(p.name for p in a.iterdir())
+    top, bottom, shade, used = fit_flag_template(load_files([a / n for n in names]),
+                                                 load_files([b / n for n in names]))
+    template = FlagTemplate(len(top))
+    for name, value in (("top", top), ("bottom", bottom), ("shade", shade)):
+        getattr(template, name).data = torch.from_numpy(np.ascontiguousarray(value))
+    return template, used
+
+
+def restyle(model: RelightModel, flat: np.ndarray) -> np.ndarray:
+    """uint8 [N, S, S, 3] through ``model.translate``, the same layout out."""
+    out = model.translate(tensor(flat) * 2 - 1, "a2b")
+    return out.add(1).mul(127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
 
 
 def tensor(x: np.ndarray) -> torch.Tensor:
@@ -125,6 +177,11 @@ def main() -> None:
     parser.add_argument("--fit-count", type=int, default=400,
                         help="training pairs the fit scores")
     parser.add_argument("--fit-rounds", type=int, default=2, help="coordinate-descent rounds")
+    parser.add_argument("--fit-start", metavar="NAME=VALUE,...",
+                        help="start the coordinate descent here (the rest from the first "
+                        "fit's grid best)")
+    parser.add_argument("--no-flags", action="store_true",
+                        help="no flag template: flags are relit like everything else")
     parser.add_argument("--lighting", metavar="NAME=VALUE,...",
                         help="with --fit OUT: save these lighting numbers (the rest hand-set) "
                         "instead of fitting them")
@@ -136,26 +193,32 @@ def main() -> None:
     reference = net.features_of(tensor(true3d))
     lighting = DEFAULT_LIGHTING
     record: dict = {}
+    if args.fit and args.train is None:
+        raise SystemExit("--fit needs --train PAIRS")
+    flag = None
+    if args.fit and not args.no_flags:
+        flag, used = fitted_flag_template(args.train)
+        record["flag_template"] = f"median of the {used} flags among the inputs of {args.train}"
+        print(f"flag template measured on {used} training flags", flush=True)
     if args.fit and args.lighting:
-        given = dict(item.split("=") for item in args.lighting.split(","))
-        unknown = set(given) - set(LIGHTING)
-        if unknown:
-            raise SystemExit(f"--lighting: unknown {', '.join(sorted(unknown))}; known: "
-                             f"{', '.join(LIGHTING)}")
-        values = {**dict(zip(LIGHTING, DEFAULT_LIGHTING, strict=True)),
-                  **{k: float(v) for k, v in given.items()}}
-        lighting = tuple(values[k] for k in LIGHTING)
-        record = {"lighting_given": args.lighting}
+        lighting = tuple(named_values(args.lighting, DEFAULT_LIGHTING, "--lighting"))
+        record["lighting_given"] = args.lighting
     elif args.fit:
-        if args.train is None:
-            raise SystemExit("--fit needs --train PAIRS")
-        lighting, tried = fit(args.train, args.fit_count, net, rounds=args.fit_rounds)
-        record = {"fitted_on": f"{args.fit_count} seeded training pairs of {args.train}, "
-                                f"coordinate descent on FID, {args.fit_rounds} rounds",
-                  "tried": tried}
+        start = tuple(named_values(args.fit_start, START, "--fit-start")
+                      if args.fit_start else START)
+        lighting, tried = fit(args.train, args.fit_count, net, rounds=args.fit_rounds,
+                              flag=flag, start=start)
+        record.update({
+            "fitted_on": f"{args.fit_count} seeded training pairs of {args.train}, coordinate "
+                         f"descent on FID from {dict(zip(LIGHTING, start, strict=True))}, "
+                         f"{args.fit_rounds} rounds" + (", flags in the template" if flag
+                                                        else ""),
+            "tried": tried})
+    model = None
     if args.fit:
-        RelightModel(RelightInferenceConfig(), {"lighting": Lighting(lighting)},
-                     record).save_pretrained(args.fit)
+        modules = {"lighting": Lighting(lighting)} | ({"flag": flag} if flag else {})
+        model = RelightModel(RelightInferenceConfig(flags=flag is not None), modules, record)
+        model.save_pretrained(args.fit)
         print(f"relight model written to {args.fit}: {dict(zip(LIGHTING, lighting, strict=True))}")
     settings = dict(zip(LIGHTING, lighting, strict=True))
     shrunk = shrink(flat, RelightInferenceConfig.input_scale)
@@ -163,6 +226,8 @@ def main() -> None:
                   "relit, hand-set lighting": relight(shrunk)}
     if args.fit:
         candidates["relit, fitted lighting"] = relight(shrunk, **settings)
+    if flag is not None:
+        candidates["relit, fitted lighting, flags in the template"] = restyle(model, flat)
     if args.model:
         from ganforge.pipelines import ImageToImagePipeline
 
@@ -180,8 +245,9 @@ def main() -> None:
         print(name, {k: round(v, 4) for k, v in figures[name].items()}, flush=True)
     if args.grid:
         pick = list(range(0, len(flat), max(1, len(flat) // 12)))[:12]
+        ours = restyle(model, flat[pick]) if model else relight(shrunk[pick], **settings)
         rows = [flat[pick]] + ([candidates["model"][pick]] if args.model else []) + [
-            relight(shrunk[pick], **settings), true3d[pick]]
+            ours, true3d[pick]]
         grid = np.concatenate([np.concatenate(list(row), 1) for row in rows], 0)
         Image.fromarray(grid).quantize(256).save(args.grid, optimize=True)
     if args.out:

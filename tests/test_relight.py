@@ -1,5 +1,6 @@
-"""Relight: a flat icon comes out shrunk, shaded from the upper left, on white; it saves,
-loads and keeps transparency like the trained translators."""
+"""Relight: a flat icon comes out shrunk, shaded from the upper left, on white; a flag comes
+out waving in the template measured on training flags; it saves, loads and keeps
+transparency like the trained translators."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from scipy import ndimage
 from ganforge.errors import ConfigError
 from ganforge.inference import load_model
 from ganforge.inference.relight import (
+    FlagTemplate,
     Lighting,
     RelightInferenceConfig,
     RelightModel,
+    fit_flag_template,
+    is_flag,
 )
 from ganforge.pipelines import ImageToImagePipeline
 
@@ -70,3 +74,79 @@ def test_relight_round_trips_and_keeps_transparency(tmp_path: Path) -> None:
     assert alpha[32, 7] == 0 and np.asarray(_icon("RGBA"))[32, 7, 3] == 255
     again = ImageToImagePipeline.from_pretrained(tmp_path / "relight")(_icon("RGBA"))[0]
     assert np.array_equal(np.asarray(again)[..., :3], np.asarray(out)[..., :3])
+
+
+def _flag(colours: tuple[tuple[int, int, int], ...], mode: str = "RGB") -> Image.Image:
+    """A flat 3:2 flag of horizontal stripes with rounded corners, 64 px wide, on white."""
+    image = Image.new(mode, (64, 64), (255, 255, 255, 0) if mode == "RGBA" else "white")
+    draw = ImageDraw.Draw(image)
+    band = 48 / len(colours)
+    for i, colour in enumerate(colours):
+        draw.rectangle((0, 8 + round(i * band), 63, 8 + round((i + 1) * band) - 1),
+                       fill=colour)
+    corners = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(corners).rounded_rectangle((0, 8, 63, 55), radius=4, fill=255)
+    background = Image.new(mode, (64, 64), (255, 255, 255, 0) if mode == "RGBA" else "white")
+    return Image.composite(image, background, corners)
+
+
+def _waving(flat: Image.Image, top: np.ndarray) -> np.ndarray:
+    """The flag's stripes between ``top`` and ``top + 44`` in each column, the left half
+    darker (x 0.8): a stand-in for a 3D flag."""
+    source = np.asarray(flat.convert("RGB"), dtype=np.float64)[8:56]
+    out = np.full((64, 64, 3), 255.0)
+    for x in range(64):
+        rows = np.arange(round(top[x]), round(top[x]) + 44)
+        out[rows, x] = source[(rows - rows[0]) * 48 // 44, 32]  # square corners
+    out[:, :32] *= np.where(out[:, :32] < 255, 0.8, 1.0)
+    return out.round().astype(np.uint8)
+
+
+def test_a_flag_template_is_measured_on_training_flags_and_waves_only_flags(
+        tmp_path: Path) -> None:
+    top = 10 + 2.5 * np.sin(np.arange(64) / 64 * 2 * np.pi)
+    rng = np.random.default_rng(0)
+    flags = [_flag(tuple(tuple(int(v) for v in rng.integers(0, 200, 3))
+                         for _ in range(int(rng.integers(2, 4))))) for _ in range(10)]
+    discs = [_icon() for _ in range(4)]
+    flat = np.stack([np.asarray(im) for im in flags + discs])
+    true3d = np.stack([_waving(im, top) for im in flags] + [np.asarray(_icon())] * 4)
+    assert [is_flag(im) for im in flat] == [True] * 10 + [False] * 4
+    square = np.full((64, 64, 3), 255, np.uint8)
+    square[8:56, 8:56] = (40, 90, 200)  # a keycap: filled, but not a landscape rectangle
+    assert not is_flag(square)
+    fitted_top, fitted_bottom, shade, used = fit_flag_template(flat, true3d, smooth=1.0)
+    assert used == 10
+    assert np.abs(fitted_top - top.round()).max() <= 1.0
+    assert np.abs(fitted_bottom - (top.round() + 43)).max() <= 1.0
+    assert abs(np.median(shade[20:45, 4:28]) - 0.8) < 0.05  # the darker half is measured
+    assert abs(np.median(shade[20:45, 36:60]) - 1.0) < 0.05
+
+    template = FlagTemplate()
+    for name, value in (("top", fitted_top), ("bottom", fitted_bottom), ("shade", shade)):
+        getattr(template, name).data = torch.from_numpy(value.copy())
+    model = RelightModel(RelightInferenceConfig(flags=True),
+                         {"lighting": Lighting(), "flag": template})
+    plain = RelightModel(RelightInferenceConfig(), {"lighting": Lighting()})
+    new_flag = _flag(((200, 30, 40), (240, 200, 30), (30, 60, 160)))
+    batch = torch.from_numpy(np.stack([np.asarray(new_flag), np.asarray(_icon())])).permute(
+        0, 3, 1, 2).float() / 127.5 - 1
+    out = ((model.translate(batch, "a2b") + 1) * 127.5).round().permute(0, 2, 3, 1).numpy()
+    waved = out[0].min(axis=2) < 250
+    edge = np.array([np.flatnonzero(waved[:, x])[0] for x in range(2, 62)])
+    assert np.abs(edge - top[2:62]).max() <= 1.5, edge  # the top edge follows the wave
+    assert waved[:, 1].any() and waved[:, 62].any()  # full width: not shrunk, square corners
+    assert np.array_equal(out[1], ((plain.translate(batch[1:], "a2b")[0] + 1) * 127.5).round()
+                          .permute(1, 2, 0).numpy())  # anything else is relit as before
+
+    model.save_pretrained(tmp_path / "flags")
+    pipe = ImageToImagePipeline.from_pretrained(tmp_path / "flags")
+    assert np.allclose(pipe.model.modules["flag"].top.numpy(), fitted_top)
+    rgba = pipe(_flag(((200, 30, 40), (30, 60, 160)), "RGBA"))[0]
+    alpha = np.asarray(rgba)[..., 3]
+    # the alpha is the waved cloth's: row 10 is inside the cloth where the wave rises
+    # (x 48: top edge 7.5) and above it where it falls (x 16: 12.5), whose bottom is lower
+    assert alpha[10, 48] > 200 and alpha[10, 16] < 50 and alpha[54, 16] > 200
+
+    with pytest.raises(ConfigError, match="hold 4 flags; a flag template needs at least 8"):
+        fit_flag_template(flat[6:], true3d[6:])

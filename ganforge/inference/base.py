@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from PIL import Image
 
 from ganforge.core.artifact import ARTIFACT_FORMAT, Artifact
+from ganforge.data.image_files import shrink_about_centre
 from ganforge.errors import CheckpointError, ConfigError
 
 #: the format every pipeline folder had before saved artifacts (read, never written)
@@ -126,6 +128,12 @@ class ImageToImageModel(InferenceModel):
         (1: in place; pix2pix ``--input-scale``: smaller), so that an input's alpha can be
         fitted to the output."""
         return 1.0
+
+    def fit_alpha(self, alpha: Image.Image, image: torch.Tensor) -> Image.Image:
+        """An input's alpha band (size x size, mode L) fitted to where the output draws the
+        subject; ``image``: that input, [3, size, size] in [-1, 1]. The default shrinks it
+        about the centre by ``subject_scale`` (a relight model waves a flag's)."""
+        return shrink_about_centre(alpha, self.subject_scale)
 
     def translate(self, images: torch.Tensor, direction: str | None = None,
                   **options: Any) -> torch.Tensor:

@@ -20,7 +20,6 @@ from ganforge.data.images import (
     flatten_alpha,
     open_image,
     parse_color,
-    shrink_about_centre,
     to_tensor,
 )
 from ganforge.errors import ConfigError
@@ -62,17 +61,18 @@ class ImageToImagePipeline(Pipeline):
         """Files or PIL images -> ([B, 3, size, size] in [-1, 1] composited onto the
         background, each input's alpha band at size x size or None when it is opaque)."""
         background = parse_color(self.background)
-        # a model that draws its subject smaller (pix2pix --input-scale) gets the alpha shrunk
-        # alike, so the output's transparency follows what it drew
-        scale = self.model.subject_scale
         tensors, alphas = [], []
         for item in images:
             im = item if isinstance(item, Image.Image) else open_image(item)
             alpha = alpha_channel(im)
-            if alpha is not None:
-                alpha = shrink_about_centre(fit_square(alpha, self.size), scale)
-            alphas.append(alpha)
             tensors.append(to_tensor(fit_square(flatten_alpha(im, background), self.size)))
+            if alpha is not None:
+                # a model that draws its subject smaller (pix2pix --input-scale) or reshaped
+                # (a relight model's flags) fits the alpha alike, so the output's transparency
+                # follows what it drew
+                alpha = self.model.fit_alpha(fit_square(alpha, self.size),
+                                             tensors[-1].float().div(127.5).sub(1.0))
+            alphas.append(alpha)
         return torch.stack(tensors).float().div(127.5).sub(1.0), alphas
 
     @torch.no_grad()
