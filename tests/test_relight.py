@@ -150,3 +150,5 @@ def test_a_flag_template_is_measured_on_training_flags_and_waves_only_flags(
 
     with pytest.raises(ConfigError, match="hold 4 flags; a flag template needs at least 8"):
         fit_flag_template(flat[6:], true3d[6:])
+    with pytest.raises(ConfigError, match="true images of the 10 training flags are blank"):
+        fit_flag_template(flat, np.full_like(true3d, 255))

@@ -161,6 +161,9 @@ def fit_flag_template(flat: np.ndarray, true3d: np.ndarray, smooth: float = 3.0
         rows = np.arange(size)[:, None]
         tops.append(np.where(filled, np.where(mask, rows, size).min(axis=0), np.nan))
         bottoms.append(np.where(filled, np.where(mask, rows, -1).max(axis=0), np.nan))
+    if np.isnan(np.stack(tops)).all():
+        raise ConfigError(f"the true images of the {len(flags)} training flags are blank "
+                          "(white): no flag template can be measured")
     edges = []
     for values in (tops, bottoms):
         median = np.nanmedian(np.stack(values), axis=0)  # nan: no flag covers that column
