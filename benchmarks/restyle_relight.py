@@ -171,8 +171,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=Path, required=True, help="validation pairs (a/, b/)")
     parser.add_argument("--model", help="also score this restyle model (an exported folder)")
-    parser.add_argument("--fit", type=Path, metavar="OUT", help="fit the lighting on --train "
-                        "(grid search on FID) and save the relight model here")
+    parser.add_argument("--fit", type=Path, metavar="OUT", help="measure the flag template and fit "
+                        "the lighting (coordinate descent on FID) on --train, and save the "
+                        "relight model here")
     parser.add_argument("--train", type=Path, help="training pairs (a/, b/) for --fit")
     parser.add_argument("--fit-count", type=int, default=400,
                         help="training pairs the fit scores")
