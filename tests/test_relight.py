@@ -136,6 +136,8 @@ def test_a_flag_template_is_measured_on_training_flags_and_waves_only_flags(
     edge = np.array([np.flatnonzero(waved[:, x])[0] for x in range(2, 62)])
     assert np.abs(edge - top[2:62]).max() <= 1.5, edge  # the top edge follows the wave
     assert waved[:, 1].any() and waved[:, 62].any()  # full width: not shrunk, square corners
+    red = out[0][14:21, :, 0]  # rows inside the red stripe in every column
+    assert 0.72 < red[:, 6:26].mean() / red[:, 38:58].mean() < 0.88  # the template's shading
     assert np.array_equal(out[1], ((plain.translate(batch[1:], "a2b")[0] + 1) * 127.5).round()
                           .permute(1, 2, 0).numpy())  # anything else is relit as before
 
