@@ -11,6 +11,7 @@ from every generator family we have, one folder of ``--per-family`` images each:
 - ``cyclegan``, ``unit``: flat -> 3D runs (``--cyclegan``, ``--unit``) on Twemoji;
 - ``maskgit``: a MaskGIT run (``--maskgit``, prompts = the emoji captions);
 - ``stargan``: a StarGAN v2 run (``--stargan``) on Twemoji, to every style it knows;
+- ``relight``: the shipped restyle default (a procedural relight, not a network) on Twemoji;
 - ``upscaler``: Twemoji / Noto 64 px upscaled x4 by the shipped ``upscale-x4-fluent3d``, then a
   random 64 px crop of the 256 px output (the upscaler's own pixels, not resized away).
 
@@ -62,7 +63,8 @@ from ganforge.provenance.detector import (
 WHOLE_EMOJI = ("twitter", "google", "fluent3d")
 #: the pix2pix restyle network shipped beside the default (a relight since 2026-12-02)
 PIX2PIX = DEFAULT_TRANSLATOR.parent / "restyle-3d-64-pix2pix"
-FAMILIES = ("dfgan", "ragan", "pix2pix", "cyclegan", "unit", "maskgit", "stargan", "upscaler")
+FAMILIES = ("dfgan", "ragan", "pix2pix", "cyclegan", "unit", "maskgit", "stargan", "upscaler",
+            "relight")
 
 
 def degrade(images: list[Image.Image]) -> list[Image.Image]:
@@ -137,6 +139,7 @@ def make_family(name: str, args: argparse.Namespace, twemoji: list[Image.Image],
             args.stargan, twemoji, n, list(ImageToImagePipeline.from_pretrained(
                 args.stargan).styles)),
         "upscaler": lambda: upscaled_crops(twemoji[::-1], n, seed),
+        "relight": lambda: translate(DEFAULT_TRANSLATOR, twemoji, n, [None]),
     }
     return [prepare(im) for im in makers[name]()]
 

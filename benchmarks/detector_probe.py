@@ -10,18 +10,28 @@ generated images, the same real sources split 70 / 10 / 20 with the same seed).
 
 For each family F: fit on the real training images (``--real-train`` per source) and every
 other family's 80 % share, test on all of F's images against the real test split, as they
-are and halved + JPEG 75 (``--degraded-test`` per family / source, for time). Features are
-cached in ``--features`` (the slow part: ~8 images/s on one CPU thread). The probe is
+are and halved + JPEG 75 (``--degraded-test`` per family / source, for time). The probe may
+also read the mean activations of earlier stages (``--stages``: texture and up-sampling
+traces the pool has averaged away) and train on simulated fakes: real images with generator
+traces (``--simulated``) and real images seen through a simulated x4 super-resolution
+network (``--simulated-upscale``). Features are cached per part in ``--features`` (the slow
+part: ~3 images/s on one thread of the 2-core EPYC). The probe is
 ``ganforge.provenance.detector.fit_probe``, the one the shipped detector uses.
 
-    OMP_NUM_THREADS=1 python benchmarks/detector_probe.py --cache /tmp/det/data \\
-        --features /tmp/det/probe.npz --out /tmp/det/probe.json
+    # the images: OMP_NUM_THREADS=1 bash benchmarks/detector_data.sh /tmp/det
+    # the shipped detector (2026-12-02; features ~90 min on one thread, then ~2 min)
+    OMP_NUM_THREADS=1 python benchmarks/detector_probe.py --cache /tmp/det/data \
+        --features /tmp/det/probe.npz --stages conv_4,mixed_2,mixed_7 --real-train 300 \
+        --real-test 300 --calib 150 --degraded-test 100 --train-degraded --simulated 600 \
+        --simulated-upscale 600 --families dfgan,pix2pix,cyclegan,unit,maskgit,stargan,upscaler \
+        --unseen relight,ragan --ship ganforge/assets/detector-emoji-64 --out probe.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +45,8 @@ from detector_lofo import FAMILIES, degrade, load_reals, split
 
 from ganforge.metrics.fid import InceptionFeatures
 from ganforge.provenance.detector import (
+    FEATURE_DIM,
+    INCEPTION_STAGES,
     Detector,
     DetectorConfig,
     FeatureProbe,
@@ -43,6 +55,8 @@ from ganforge.provenance.detector import (
     inception_features,
     load_images,
     roc_auc,
+    simulate_artifacts,
+    simulate_upscale,
 )
 
 
@@ -63,51 +77,99 @@ def main() -> None:
                         "families' degraded copies are their first --degraded-test images)")
     parser.add_argument("--c", type=float, default=0.01,
                         help="inverse L2 strength (scikit-learn's C)")
+    parser.add_argument("--simulated", type=int, default=0,
+                        help="also train on this many real training images given generator "
+                        "traces (simulate_artifacts, as detector_lofo.py does) as generated")
+    parser.add_argument("--simulated-upscale", type=int, default=0,
+                        help="also train on this many x4 super-resolution views of real "
+                        "training images (simulate_upscale) as generated")
+    parser.add_argument("--unseen", default="",
+                        help="families never trained on, only scored by the all-family probe "
+                        "(comma list, e.g. relight,ragan)")
+    parser.add_argument("--real-test", type=int, default=10**9,
+                        help="real test images per source (default: all)")
+    parser.add_argument("--calib", type=int, default=10**9,
+                        help="real calibration images per source (default: all)")
+    parser.add_argument("--stages", default="",
+                        help="also extract these InceptionV3 stages' mean activations "
+                        f"(comma list of {', '.join(INCEPTION_STAGES)})")
+    parser.add_argument("--probe-stages", default=None,
+                        help="of --stages, those the probe reads (default: all of them)")
+    parser.add_argument("--features-only", action="store_true",
+                        help="extract what is missing (families whose images exist) and stop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-fpr", type=float, default=0.01)
     parser.add_argument("--ship", type=Path, help="save the all-family probe as a detector here")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     started = time.perf_counter()
+    if args.probe_stages is None:
+        args.probe_stages = args.stages
     families = [f for f in args.families.split(",") if f]
 
+    stages = [x for x in args.stages.split(",") if x]
     cached = dict(np.load(args.features)) if args.features.is_file() else {}
-    wanted = (["train-degraded"] if args.train_degraded else []) + (
-        ["calib", "calib-degraded"] if args.ship else [])
-    missing = [part for part in wanted if f"real/twitter/{part}" not in cached]
-    if args.ship and any(f"fake/{f}/test-degraded" not in cached for f in families):
-        missing.append("test-degraded")
-    if not cached or missing:
-        reals = load_reals(Path(args.data) / "emoji", args.seed)
-        net = InceptionFeatures.load()
-        fresh = not cached
-        for name, images in reals.items():
-            train, calib, test = split(images, args.seed, (0.7, 0.1, 0.2))
-            if "calib" in missing:
-                cached[f"real/{name}/calib"] = inception_features(calib, net)
-                cached[f"real/{name}/calib-degraded"] = inception_features(degrade(calib), net)
-            if fresh:
-                cached[f"real/{name}/train"] = inception_features(train[:args.real_train], net)
-                cached[f"real/{name}/test"] = inception_features(test, net)
-                cached[f"real/{name}/test-degraded"] = inception_features(
-                    degrade(test[:args.degraded_test]), net)
-            if "train-degraded" in missing:
-                cached[f"real/{name}/train-degraded"] = inception_features(
-                    degrade(train[:args.real_train]), net)
-            print(f"real {name} ({time.perf_counter() - started:.0f} s)", flush=True)
-        for name in families:
-            images = load_images(args.cache / name)
-            train, test = split(images, args.seed, (0.8, 0.2))
-            if fresh:
-                cached[f"fake/{name}/train"] = inception_features(train, net)
-                cached[f"fake/{name}/test"] = inception_features(test, net)
-                cached[f"fake/{name}/all-degraded"] = inception_features(
-                    degrade(images[:args.degraded_test]), net)
-            if f"fake/{name}/test-degraded" not in cached and args.ship:
-                cached[f"fake/{name}/test-degraded"] = inception_features(degrade(test), net)
-            print(f"{name} ({time.perf_counter() - started:.0f} s)", flush=True)
-        np.savez(args.features, **cached)
+    extracted = [str(x) for x in cached.pop("meta/stages", np.array([]))]
+    if cached and extracted != stages:
+        raise SystemExit(f"{args.features} holds features with stages {extracted}, not "
+                         f"{stages}: give those --stages or another --features file")
+    network: list[Any] = []
+
+    def need(key: str, make: Any, images: list[Any]) -> None:
+        """Features of ``make(images)`` under ``key``, unless cached."""
+        if key in cached:
+            return
+        if not network:
+            network.append(InceptionFeatures.load())
+        cached[key] = inception_features(make(images), network[0], stages=stages)
+        np.savez(args.features, **cached, **{"meta/stages": np.array(stages)})
+        print(f"{key}: {len(cached[key])} ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    reals = load_reals(Path(args.data) / "emoji", args.seed)
+    real_train_images = []
+    for name, images in reals.items():
+        train, calib, test = split(images, args.seed, (0.7, 0.1, 0.2))
+        train, calib, test = train[:args.real_train], calib[:args.calib], test[:args.real_test]
+        real_train_images += train
+        need(f"real/{name}/train", list, train)
+        need(f"real/{name}/test", list, test)
+        need(f"real/{name}/test-degraded", degrade, test[:args.degraded_test])
+        if args.train_degraded:
+            need(f"real/{name}/train-degraded", degrade, train)
+        if args.ship:
+            need(f"real/{name}/calib", list, calib)
+            need(f"real/{name}/calib-degraded", degrade, calib)
+    if args.simulated:  # real training images with generator traces
+        rng = np.random.default_rng(args.seed + 2)
+        simulated = [simulate_artifacts(real_train_images[int(i)], rng) for i in rng.choice(
+            len(real_train_images), size=args.simulated, replace=False)]
+        need(f"sim/{args.simulated}/train", list, simulated)
+        need(f"sim/{args.simulated}/train-degraded", degrade, simulated)
+    if args.simulated_upscale:  # real training images seen through a simulated x4 upscaler
+        rng = np.random.default_rng(args.seed + 3)
+        zoomed = [simulate_upscale(real_train_images[int(i)], rng) for i in rng.choice(
+            len(real_train_images), size=args.simulated_upscale, replace=False)]
+        need(f"simup/{args.simulated_upscale}/train", list, zoomed)
+        need(f"simup/{args.simulated_upscale}/train-degraded", degrade, zoomed)
+    unseen = [f for f in args.unseen.split(",") if f]
+    for name in families + unseen:
+        if args.features_only and not (args.cache / name).is_dir():
+            continue
+        images = load_images(args.cache / name)
+        train, test = split(images, args.seed, (0.8, 0.2))
+        need(f"fake/{name}/train", list, train)
+        need(f"fake/{name}/test", list, test)
+        need(f"fake/{name}/all-degraded", degrade, images[:args.degraded_test])
+        if args.ship:
+            need(f"fake/{name}/test-degraded", degrade, test)
+    if args.features_only:
+        return
+    # the columns the probe reads: the pool features, then the chosen stages' means
+    offsets = np.cumsum([0, FEATURE_DIM] + [INCEPTION_STAGES[x] for x in stages])
+    use = [0] + [1 + stages.index(x) for x in [x for x in args.probe_stages.split(",") if x]]
+    columns = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in use])
+    cached = {k: v[:, columns] for k, v in cached.items()}
 
     def stack(prefix: str, names: list[str], part: str) -> np.ndarray:
         return np.concatenate([cached[f"{prefix}/{n}/{part}"] for n in names])
@@ -119,9 +181,18 @@ def main() -> None:
 
     def fit(names: list[str]) -> FeatureProbe:
         real, fake = real_train, stack("fake", names, "train")
+        if args.simulated:
+            fake = np.concatenate([fake, cached[f"sim/{args.simulated}/train"]])
+        if args.simulated_upscale:
+            fake = np.concatenate([fake, cached[f"simup/{args.simulated_upscale}/train"]])
         if args.train_degraded:  # halved JPEG copies on both sides: blur is not a verdict
             real = np.concatenate([real, stack("real", sources, "train-degraded")])
             fake = np.concatenate([fake, stack("fake", names, "all-degraded")])
+            if args.simulated:
+                fake = np.concatenate([fake, cached[f"sim/{args.simulated}/train-degraded"]])
+            if args.simulated_upscale:
+                fake = np.concatenate(
+                    [fake, cached[f"simup/{args.simulated_upscale}/train-degraded"]])
         return fit_probe(real, fake, args.c)
 
     def auc(probe: FeatureProbe, real: np.ndarray, fake: np.ndarray) -> float:
@@ -148,18 +219,27 @@ def main() -> None:
         # families' first --degraded-test images halved, so "all-degraded" overlaps it)
         everything["auc_jpeg75_half"] = auc(probe, real_degraded,
                                             stack("fake", families, "test-degraded"))
-        everything.update(ship(probe, args, families, stack, sources, real_test, real_degraded))
+        everything.update(ship(probe, args, families, stack, sources, real_test, real_degraded,
+                               unseen))
+    for name in unseen:
+        everything[f"auc_unseen_{name}"] = auc(probe, real_test, np.concatenate(
+            [cached[f"fake/{name}/train"], cached[f"fake/{name}/test"]]))
+        everything[f"auc_unseen_{name}_jpeg75_half"] = auc(
+            probe, real_degraded, cached[f"fake/{name}/all-degraded"])
+        print(f"unseen {name}: AUC {everything[f'auc_unseen_{name}']:.3f}, halved + JPEG 75 "
+              f"{everything[f'auc_unseen_{name}_jpeg75_half']:.3f}")
     result = {"lofo": rows, "all_families": everything, "c": args.c,
-              "train_degraded": args.train_degraded,
-              "real_train": len(real_train), "real_test": len(real_test),
+              "train_degraded": args.train_degraded, "simulated": args.simulated,
+              "simulated_upscale": args.simulated_upscale, "real_train": len(real_train),
+              "real_test": len(real_test),
               "seconds": time.perf_counter() - started}
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], stack: Any,
-         sources: list[str], real_test: np.ndarray, real_degraded: np.ndarray
-         ) -> dict[str, Any]:
+         sources: list[str], real_test: np.ndarray, real_degraded: np.ndarray,
+         unseen: list[str]) -> dict[str, Any]:
     """Save the all-family probe as a detector with its verdict threshold: at most
     ``--max-fpr`` of the calibration reals flagged, as they are and halved + JPEG 75 together;
     return its false- and true-positive rates on the test images at that threshold."""
@@ -173,15 +253,22 @@ def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], sta
         rates = {"threshold": threshold,
                  "fpr_test": float(np.mean(probability(real_test) >= threshold)),
                  "fpr_test_jpeg75_half": float(np.mean(probability(real_degraded) >= threshold))}
-        for name in families:
+        for name in sources:
+            rates[f"fpr_{name}"] = float(np.mean(
+                probability(stack("real", [name], "test")) >= threshold))
+        for name in families + unseen:
             rates[f"tpr_{name}"] = float(np.mean(
                 probability(stack("fake", [name], "test")) >= threshold))
             rates[f"tpr_{name}_jpeg75_half"] = float(np.mean(
                 probability(stack("fake", [name], "test-degraded")) >= threshold))
     record = {"trained_on": {"families": families, "real_per_source": args.real_train,
+                             "inception_stages": args.probe_stages,
+                             "simulated": args.simulated,
+                             "simulated_upscale": args.simulated_upscale,
                              "halved_jpeg_copies": args.train_degraded},
               "inverse_l2": args.c, "evaluation": rates}
-    Detector(DetectorConfig(backbone="inception-probe", threshold=threshold),
+    stages = tuple(x for x in args.probe_stages.split(",") if x)
+    Detector(DetectorConfig(backbone="inception-probe", threshold=threshold, stages=stages),
              {"net": probe}, record).save_pretrained(args.ship)
     print(f"detector written to {args.ship}: {rates}")
     return rates

