@@ -41,12 +41,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from detector_lofo import FAMILIES, degrade, load_reals, split
+from detector_lofo import FAMILIES, degrade, load_reals, random_crops, split
+from PIL import Image
 
 from ganforge.metrics.fid import InceptionFeatures
 from ganforge.provenance.detector import (
     FEATURE_DIM,
     INCEPTION_STAGES,
+    SIZE,
     Detector,
     DetectorConfig,
     FeatureProbe,
@@ -54,6 +56,7 @@ from ganforge.provenance.detector import (
     fit_probe,
     inception_features,
     load_images,
+    prepare,
     roc_auc,
     simulate_artifacts,
     simulate_upscale,
@@ -83,6 +86,10 @@ def main() -> None:
     parser.add_argument("--simulated-upscale", type=int, default=0,
                         help="also train on this many x4 super-resolution views of real "
                         "training images (simulate_upscale) as generated")
+    parser.add_argument("--real-zoomed", type=int, default=0,
+                        help="also train on this many real training images enlarged x4 by "
+                        "bicubic interpolation (a random 64 px crop) as real: interpolation is "
+                        "not generation")
     parser.add_argument("--unseen", default="",
                         help="families never trained on, only scored by the all-family probe "
                         "(comma list, e.g. relight,ragan)")
@@ -152,6 +159,20 @@ def main() -> None:
             len(real_train_images), size=args.simulated_upscale, replace=False)]
         need(f"simup/{args.simulated_upscale}/train", list, zoomed)
         need(f"simup/{args.simulated_upscale}/train-degraded", degrade, zoomed)
+    if args.real_zoomed:  # real training images enlarged x4 by interpolation, as real
+        rng = np.random.default_rng(args.seed + 4)
+        picked = [real_train_images[int(i)] for i in rng.choice(
+            len(real_train_images), size=args.real_zoomed, replace=False)]
+        zoomed = random_crops([prepare(im).resize((4 * SIZE, 4 * SIZE), Image.Resampling.BICUBIC)
+                               for im in picked], args.seed + 4)
+        need(f"zoom/{args.real_zoomed}/train", list, zoomed)
+        need(f"zoom/{args.real_zoomed}/train-degraded", degrade, zoomed)
+    if args.ship:  # what an interpolated enlargement of a real image scores (false positives)
+        tests = [im for name in ("twitter", "google")
+                 for im in split(reals[name], args.seed, (0.7, 0.1, 0.2))[2][:100]]
+        need("zoom/test", lambda images: random_crops(
+            [prepare(im).resize((4 * SIZE, 4 * SIZE), Image.Resampling.BICUBIC)
+             for im in images], args.seed + 5), tests)
     unseen = [f for f in args.unseen.split(",") if f]
     for name in families + unseen:
         if args.features_only and not (args.cache / name).is_dir():
@@ -181,12 +202,16 @@ def main() -> None:
 
     def fit(names: list[str]) -> FeatureProbe:
         real, fake = real_train, stack("fake", names, "train")
+        if args.real_zoomed:
+            real = np.concatenate([real, cached[f"zoom/{args.real_zoomed}/train"]])
         if args.simulated:
             fake = np.concatenate([fake, cached[f"sim/{args.simulated}/train"]])
         if args.simulated_upscale:
             fake = np.concatenate([fake, cached[f"simup/{args.simulated_upscale}/train"]])
         if args.train_degraded:  # halved JPEG copies on both sides: blur is not a verdict
             real = np.concatenate([real, stack("real", sources, "train-degraded")])
+            if args.real_zoomed:
+                real = np.concatenate([real, cached[f"zoom/{args.real_zoomed}/train-degraded"]])
             fake = np.concatenate([fake, stack("fake", names, "all-degraded")])
             if args.simulated:
                 fake = np.concatenate([fake, cached[f"sim/{args.simulated}/train-degraded"]])
@@ -220,7 +245,7 @@ def main() -> None:
         everything["auc_jpeg75_half"] = auc(probe, real_degraded,
                                             stack("fake", families, "test-degraded"))
         everything.update(ship(probe, args, families, stack, sources, real_test, real_degraded,
-                               unseen))
+                               unseen, cached))
     for name in unseen:
         everything[f"auc_unseen_{name}"] = auc(probe, real_test, np.concatenate(
             [cached[f"fake/{name}/train"], cached[f"fake/{name}/test"]]))
@@ -239,7 +264,7 @@ def main() -> None:
 
 def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], stack: Any,
          sources: list[str], real_test: np.ndarray, real_degraded: np.ndarray,
-         unseen: list[str]) -> dict[str, Any]:
+         unseen: list[str], cached: dict[str, np.ndarray]) -> dict[str, Any]:
     """Save the all-family probe as a detector with its verdict threshold: at most
     ``--max-fpr`` of the calibration reals flagged, as they are and halved + JPEG 75 together;
     return its false- and true-positive rates on the test images at that threshold."""
@@ -253,6 +278,8 @@ def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], sta
         rates = {"threshold": threshold,
                  "fpr_test": float(np.mean(probability(real_test) >= threshold)),
                  "fpr_test_jpeg75_half": float(np.mean(probability(real_degraded) >= threshold))}
+        rates["fpr_bicubic_x4_crops"] = float(np.mean(
+            probability(cached["zoom/test"]) >= threshold))
         for name in sources:
             rates[f"fpr_{name}"] = float(np.mean(
                 probability(stack("real", [name], "test")) >= threshold))
@@ -265,6 +292,7 @@ def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], sta
                              "inception_stages": args.probe_stages,
                              "simulated": args.simulated,
                              "simulated_upscale": args.simulated_upscale,
+                             "real_zoomed": args.real_zoomed,
                              "halved_jpeg_copies": args.train_degraded},
               "inverse_l2": args.c, "evaluation": rates}
     stages = tuple(x for x in args.probe_stages.split(",") if x)
