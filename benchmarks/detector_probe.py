@@ -134,11 +134,15 @@ def main() -> None:
         print(f"{key}: {len(cached[key])} ({time.perf_counter() - started:.0f} s)", flush=True)
 
     reals = load_reals(Path(args.data) / "emoji", args.seed)
-    real_train_images = []
-    for name, images in reals.items():
-        train, calib, test = split(images, args.seed, (0.7, 0.1, 0.2))
+    parts = {name: split(images, args.seed, (0.7, 0.1, 0.2)) for name, images in reals.items()}
+    real_train_images = [im for train, _, _ in parts.values() for im in train[:args.real_train]]
+    for option in ("simulated", "simulated_upscale", "real_zoomed"):
+        if getattr(args, option) > len(real_train_images):
+            raise SystemExit(f"--{option.replace('_', '-')} {getattr(args, option)}: there are "
+                             f"only {len(real_train_images)} real training images to make them "
+                             "from (raise --real-train)")
+    for name, (train, calib, test) in parts.items():
         train, calib, test = train[:args.real_train], calib[:args.calib], test[:args.real_test]
-        real_train_images += train
         need(f"real/{name}/train", list, train)
         need(f"real/{name}/test", list, test)
         need(f"real/{name}/test-degraded", degrade, test[:args.degraded_test])
