@@ -63,6 +63,12 @@ from ganforge.provenance.detector import (
 )
 
 
+def enlarged_crops(images: list[Any], seed: int) -> list[Any]:
+    """Each image enlarged x4 by bicubic interpolation, one random 64 px crop of it."""
+    return random_crops([prepare(im).resize((4 * SIZE, 4 * SIZE), Image.Resampling.BICUBIC)
+                         for im in images], seed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="/work/shared/data")
@@ -151,32 +157,26 @@ def main() -> None:
         if args.ship:
             need(f"real/{name}/calib", list, calib)
             need(f"real/{name}/calib-degraded", degrade, calib)
-    if args.simulated:  # real training images with generator traces
-        rng = np.random.default_rng(args.seed + 2)
-        simulated = [simulate_artifacts(real_train_images[int(i)], rng) for i in rng.choice(
-            len(real_train_images), size=args.simulated, replace=False)]
-        need(f"sim/{args.simulated}/train", list, simulated)
-        need(f"sim/{args.simulated}/train-degraded", degrade, simulated)
-    if args.simulated_upscale:  # real training images seen through a simulated x4 upscaler
-        rng = np.random.default_rng(args.seed + 3)
-        zoomed = [simulate_upscale(real_train_images[int(i)], rng) for i in rng.choice(
-            len(real_train_images), size=args.simulated_upscale, replace=False)]
-        need(f"simup/{args.simulated_upscale}/train", list, zoomed)
-        need(f"simup/{args.simulated_upscale}/train-degraded", degrade, zoomed)
-    if args.real_zoomed:  # real training images enlarged x4 by interpolation, as real
-        rng = np.random.default_rng(args.seed + 4)
-        picked = [real_train_images[int(i)] for i in rng.choice(
-            len(real_train_images), size=args.real_zoomed, replace=False)]
-        zoomed = random_crops([prepare(im).resize((4 * SIZE, 4 * SIZE), Image.Resampling.BICUBIC)
-                               for im in picked], args.seed + 4)
-        need(f"zoom/{args.real_zoomed}/train", list, zoomed)
-        need(f"zoom/{args.real_zoomed}/train-degraded", degrade, zoomed)
+    # extra training images made from real training images: (cache prefix, count, seed
+    # offset, maker, side): generator traces and simulated x4 upscales as generated,
+    # interpolated x4 enlargements as real (interpolation is not generation)
+    extras = [("sim", args.simulated, 2,
+               lambda picked, rng: [simulate_artifacts(im, rng) for im in picked], "fake"),
+              ("simup", args.simulated_upscale, 3,
+               lambda picked, rng: [simulate_upscale(im, rng) for im in picked], "fake"),
+              ("zoom", args.real_zoomed, 4,
+               lambda picked, rng: enlarged_crops(picked, args.seed + 4), "real")]
+    extras = [extra for extra in extras if extra[1]]
+    for prefix, count, offset, make, _ in extras:
+        rng = np.random.default_rng(args.seed + offset)
+        picked = [real_train_images[int(i)]
+                  for i in rng.choice(len(real_train_images), size=count, replace=False)]
+        made = make(picked, rng)
+        need(f"{prefix}/{count}/train", list, made)
+        need(f"{prefix}/{count}/train-degraded", degrade, made)
     if args.ship:  # what an interpolated enlargement of a real image scores (false positives)
-        tests = [im for name in ("twitter", "google")
-                 for im in split(reals[name], args.seed, (0.7, 0.1, 0.2))[2][:100]]
-        need("zoom/test", lambda images: random_crops(
-            [prepare(im).resize((4 * SIZE, 4 * SIZE), Image.Resampling.BICUBIC)
-             for im in images], args.seed + 5), tests)
+        tests = [im for name in ("twitter", "google") for im in parts[name][2][:100]]
+        need("zoom/test", lambda images: enlarged_crops(images, args.seed + 5), tests)
     unseen = [f for f in args.unseen.split(",") if f]
     for name in families + unseen:
         if args.features_only and not (args.cache / name).is_dir():
@@ -205,23 +205,15 @@ def main() -> None:
     real_degraded = stack("real", sources, "test-degraded")
 
     def fit(names: list[str]) -> FeatureProbe:
-        real, fake = real_train, stack("fake", names, "train")
-        if args.real_zoomed:
-            real = np.concatenate([real, cached[f"zoom/{args.real_zoomed}/train"]])
-        if args.simulated:
-            fake = np.concatenate([fake, cached[f"sim/{args.simulated}/train"]])
-        if args.simulated_upscale:
-            fake = np.concatenate([fake, cached[f"simup/{args.simulated_upscale}/train"]])
+        parts_of = {"real": [real_train], "fake": [stack("fake", names, "train")]}
+        for prefix, count, _, _, side in extras:
+            parts_of[side].append(cached[f"{prefix}/{count}/train"])
         if args.train_degraded:  # halved JPEG copies on both sides: blur is not a verdict
-            real = np.concatenate([real, stack("real", sources, "train-degraded")])
-            if args.real_zoomed:
-                real = np.concatenate([real, cached[f"zoom/{args.real_zoomed}/train-degraded"]])
-            fake = np.concatenate([fake, stack("fake", names, "all-degraded")])
-            if args.simulated:
-                fake = np.concatenate([fake, cached[f"sim/{args.simulated}/train-degraded"]])
-            if args.simulated_upscale:
-                fake = np.concatenate(
-                    [fake, cached[f"simup/{args.simulated_upscale}/train-degraded"]])
+            parts_of["real"].append(stack("real", sources, "train-degraded"))
+            parts_of["fake"].append(stack("fake", names, "all-degraded"))
+            for prefix, count, _, _, side in extras:
+                parts_of[side].append(cached[f"{prefix}/{count}/train-degraded"])
+        real, fake = (np.concatenate(parts_of[side]) for side in ("real", "fake"))
         return fit_probe(real, fake, args.c)
 
     def auc(probe: FeatureProbe, real: np.ndarray, fake: np.ndarray) -> float:
