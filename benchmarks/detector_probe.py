@@ -14,8 +14,10 @@ are and halved + JPEG 75 (``--degraded-test`` per family / source, for time). Th
 also read the mean activations of earlier stages (``--stages``: texture and up-sampling
 traces the pool has averaged away) and train on simulated fakes: real images with generator
 traces (``--simulated``) and real images seen through a simulated x4 super-resolution
-network (``--simulated-upscale``). Features are cached per part in ``--features`` (the slow
-part: ~3 images/s on one thread of the 2-core EPYC). The probe is
+network (``--simulated-upscale``) or through a small x4 super-resolution network of another
+family, trained here in minutes (``--proxy-upscale``: ESPCN, ``train_proxy_upscaler``).
+Features are cached per part in ``--features`` (the slow part: 3–6 images/s on one thread of
+the 2-core EPYC). The probe is
 ``ganforge.provenance.detector.fit_probe``, the one the shipped detector uses.
 
     # the images: OMP_NUM_THREADS=1 bash benchmarks/detector_data.sh /tmp/det
@@ -23,7 +25,8 @@ part: ~3 images/s on one thread of the 2-core EPYC). The probe is
     OMP_NUM_THREADS=1 python benchmarks/detector_probe.py --cache /tmp/det/data \
         --features /tmp/det/probe.npz --stages conv_4,mixed_2,mixed_7 --real-train 300 \
         --real-test 300 --calib 150 --degraded-test 100 --train-degraded --simulated 600 \
-        --simulated-upscale 600 --families dfgan,pix2pix,cyclegan,unit,maskgit,stargan,upscaler \
+        --simulated-upscale 600 --real-zoomed 400 \
+        --families dfgan,pix2pix,cyclegan,unit,maskgit,stargan,upscaler \
         --unseen relight,ragan --ship ganforge/assets/detector-emoji-64 --out probe.json
 """
 
@@ -57,9 +60,11 @@ from ganforge.provenance.detector import (
     inception_features,
     load_images,
     prepare,
+    proxy_upscale,
     roc_auc,
     simulate_artifacts,
     simulate_upscale,
+    train_proxy_upscaler,
 )
 
 
@@ -92,6 +97,12 @@ def main() -> None:
     parser.add_argument("--simulated-upscale", type=int, default=0,
                         help="also train on this many x4 super-resolution views of real "
                         "training images (simulate_upscale) as generated")
+    parser.add_argument("--proxy-upscale", type=int, default=0,
+                        help="also train on this many real training images upscaled x4 by a "
+                        "small proxy network trained here (train_proxy_upscaler: another "
+                        "super-resolution family than the shipped upscaler) as generated")
+    parser.add_argument("--proxy-steps", type=int, default=6000,
+                        help="training steps of the proxy upscaler (~200 s on one thread)")
     parser.add_argument("--real-zoomed", type=int, default=0,
                         help="also train on this many real training images enlarged x4 by "
                         "bicubic interpolation (a random 64 px crop) as real: interpolation is "
@@ -142,7 +153,7 @@ def main() -> None:
     reals = load_reals(Path(args.data) / "emoji", args.seed)
     parts = {name: split(images, args.seed, (0.7, 0.1, 0.2)) for name, images in reals.items()}
     real_train_images = [im for train, _, _ in parts.values() for im in train[:args.real_train]]
-    for option in ("simulated", "simulated_upscale", "real_zoomed"):
+    for option in ("simulated", "simulated_upscale", "real_zoomed", "proxy_upscale"):
         if getattr(args, option) > len(real_train_images):
             raise SystemExit(f"--{option.replace('_', '-')} {getattr(args, option)}: there are "
                              f"only {len(real_train_images)} real training images to make them "
@@ -166,14 +177,31 @@ def main() -> None:
                lambda picked, rng: [simulate_upscale(im, rng) for im in picked], "fake"),
               ("zoom", args.real_zoomed, 4,
                lambda picked, rng: enlarged_crops(picked, args.seed + 4), "real")]
+    proxy: list[Any] = []  # the proxy upscaler, trained once when its images are needed
+
+    def proxy_views(picked: list[Any], rng: np.random.Generator) -> list[Any]:
+        if not proxy:
+            proxy.append(train_proxy_upscaler(real_train_images, args.proxy_steps, args.seed))
+            print(f"proxy upscaler trained ({time.perf_counter() - started:.0f} s)", flush=True)
+        return [proxy_upscale(im, proxy[0], rng) for im in picked]
+
+    extras.append(("proxyup", args.proxy_upscale, 6, proxy_views, "fake"))
     extras = [extra for extra in extras if extra[1]]
     for prefix, count, offset, make, _ in extras:
         rng = np.random.default_rng(args.seed + offset)
         picked = [real_train_images[int(i)]
                   for i in rng.choice(len(real_train_images), size=count, replace=False)]
-        made = make(picked, rng)
-        need(f"{prefix}/{count}/train", list, made)
-        need(f"{prefix}/{count}/train-degraded", degrade, made)
+        made: list[Any] = []  # made only if a feature is missing
+
+        def views(_: list[Any], made: list[Any] = made, make: Any = make,
+                  picked: list[Any] = picked, rng: np.random.Generator = rng) -> list[Any]:
+            if not made:
+                made.extend(make(picked, rng))
+            return made
+
+        need(f"{prefix}/{count}/train", views, picked)
+        need(f"{prefix}/{count}/train-degraded", lambda x, views=views: degrade(views(x)),
+             picked)
     if args.ship:  # what an interpolated enlargement of a real image scores (false positives)
         tests = [im for name in ("twitter", "google") for im in parts[name][2][:100]]
         need("zoom/test", lambda images: enlarged_crops(images, args.seed + 5), tests)
@@ -251,7 +279,8 @@ def main() -> None:
               f"{everything[f'auc_unseen_{name}_jpeg75_half']:.3f}")
     result = {"lofo": rows, "all_families": everything, "c": args.c,
               "train_degraded": args.train_degraded, "simulated": args.simulated,
-              "simulated_upscale": args.simulated_upscale, "real_train": len(real_train),
+              "simulated_upscale": args.simulated_upscale,
+              "proxy_upscale": args.proxy_upscale, "real_train": len(real_train),
               "real_test": len(real_test),
               "seconds": time.perf_counter() - started}
     if args.out:
@@ -289,6 +318,7 @@ def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], sta
                              "simulated": args.simulated,
                              "simulated_upscale": args.simulated_upscale,
                              "real_zoomed": args.real_zoomed,
+                             "proxy_upscale": args.proxy_upscale,
                              "halved_jpeg_copies": args.train_degraded},
               "inverse_l2": args.c, "evaluation": rates}
     stages = tuple(x for x in args.probe_stages.split(",") if x)
