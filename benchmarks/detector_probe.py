@@ -102,7 +102,9 @@ def main() -> None:
                         "small proxy network trained here (train_proxy_upscaler: another "
                         "super-resolution family than the shipped upscaler) as generated")
     parser.add_argument("--proxy-steps", type=int, default=6000,
-                        help="training steps of the proxy upscaler (~200 s on one thread)")
+                        help="training steps of the proxy upscaler (~200 s on one thread; "
+                        "its views are cached by count only: other steps need another "
+                        "--features file)")
     parser.add_argument("--real-zoomed", type=int, default=0,
                         help="also train on this many real training images enlarged x4 by "
                         "bicubic interpolation (a random 64 px crop) as real: interpolation is "
