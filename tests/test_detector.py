@@ -152,7 +152,9 @@ def test_proxy_upscaler_learns_x4_and_its_views_are_seeded() -> None:
     torch.manual_seed(0)
     with torch.no_grad():
         untrained = (ProxyUpscaler()(low) - high).abs().mean().item()
+    state = torch.get_rng_state()
     net = train_proxy_upscaler(train, steps=250, seed=0, batch_size=16)
+    assert torch.equal(torch.get_rng_state(), state)  # seeded without reseeding the caller
     with torch.no_grad():
         trained = (net(low) - high).abs().mean().item()
     assert trained < 0.08 and trained < 0.3 * untrained, (trained, untrained)

@@ -155,6 +155,15 @@ def simulate_artifacts(image: Image.Image, rng: np.random.Generator) -> Image.Im
     return Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8))
 
 
+def _upscale_patch(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A random 16 px patch of the 64 px view of ``image``, inside its central three
+    quarters: what a x4 upscaler's 64 px output crop is made from."""
+    view = prepare(image)
+    patch, margin = SIZE // 4, SIZE // 8
+    x, y = (int(v) for v in rng.integers(margin, SIZE - margin - patch + 1, size=2))
+    return view.crop((x, y, x + patch, y + patch))
+
+
 def simulate_upscale(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """A 64 px view of a real image as a x4 super-resolution network would show it: a
     random 16 px patch (inside the central three quarters) enlarged x4 by bicubic
@@ -164,12 +173,7 @@ def simulate_upscale(image: Image.Image, rng: np.random.Generator) -> Image.Imag
     areas). Generic: it knows nothing of any one network's weights."""
     from scipy.ndimage import gaussian_filter, maximum_filter, minimum_filter
 
-    view = prepare(image)
-    side, patch = view.width, view.width // 4
-    margin = side // 8
-    x, y = (int(v) for v in rng.integers(margin, side - margin - patch + 1, size=2))
-    big = view.crop((x, y, x + patch, y + patch)).resize((side, side),
-                                                         Image.Resampling.BICUBIC)
+    big = _upscale_patch(image, rng).resize((SIZE, SIZE), Image.Resampling.BICUBIC)
     array = np.asarray(big, np.float32) / 255.0
     window = (int(rng.integers(3, 8)),) * 2 + (1,)
     low, high = minimum_filter(array, window), maximum_filter(array, window)
@@ -207,19 +211,22 @@ def _unit_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
                                       for im in images])).permute(0, 3, 1, 2)
 
 
-def train_proxy_upscaler(images: Sequence[Image.Image], steps: int = 1500, seed: int = 0,
+def train_proxy_upscaler(images: Sequence[Image.Image], steps: int = 6000, seed: int = 0,
                          batch_size: int = 32) -> ProxyUpscaler:
     """A :class:`ProxyUpscaler` trained (L1, Adam) to restore 64 px views of ``images`` from
-    their 16 px reductions (PIL's antialiasing bicubic), on random flips of them."""
+    their 16 px reductions (PIL's antialiasing bicubic), on random flips of them; seeded
+    (the global torch generator is left as it was). 6,000 steps: ~200 s on one thread, and
+    below bicubic interpolation's error on emoji (1,500 were not)."""
     if len(images) < 2:
         raise DataError(f"training a proxy upscaler needs at least 2 images, got {len(images)}")
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     views = [prepare(im) for im in images]
     high = _unit_tensor(views)
     low = _unit_tensor([v.resize((SIZE // 4, SIZE // 4), Image.Resampling.BICUBIC)
                         for v in views])
-    net = ProxyUpscaler()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = ProxyUpscaler()
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     for _ in range(steps):
@@ -238,14 +245,10 @@ def train_proxy_upscaler(images: Sequence[Image.Image], steps: int = 1500, seed:
 def proxy_upscale(image: Image.Image, net: ProxyUpscaler, rng: np.random.Generator
                   ) -> Image.Image:
     """A 64 px view of ``image`` as the proxy network upscales it: a random 16 px patch of
-    the 64 px view (inside its central three quarters) enlarged x4 by ``net`` (the patch a
-    x4 upscaler's 64 px output crop comes from)."""
-    view = prepare(image)
-    side, patch = view.width, view.width // 4
-    margin = side // 8
-    x, y = (int(v) for v in rng.integers(margin, side - margin - patch + 1, size=2))
+    the 64 px view (inside its central three quarters, as :func:`simulate_upscale` takes it)
+    enlarged x4 by ``net``."""
     with torch.no_grad():
-        out = net(_unit_tensor([view.crop((x, y, x + patch, y + patch))]))[0]
+        out = net(_unit_tensor([_upscale_patch(image, rng)]))[0]
     array = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     return Image.fromarray(np.ascontiguousarray(array))
 
