@@ -483,12 +483,11 @@ def _embed_pale(rgb: np.ndarray, bits: np.ndarray, band_cap: float | None = None
     reach_grid = _resize(reach, PALE_GRID, PALE_GRID).reshape(-1)
     if reach_grid.max() <= 0:
         return rgb
-    # the band's patterns as seen from the pale grid (which the band reads at GRID)
-    down = _resize_matrix(PALE_GRID, GRID)
-    band = np.stack([(down.T @ pattern.reshape(GRID, GRID) @ down).reshape(-1)
-                     for pattern in _patterns()]) if band_cap is not None else np.zeros((0, 1))
-    both = np.concatenate([_pale_directions(), band]) if band_cap is not None else (
-        _pale_directions())
+    both = _pale_directions()
+    if band_cap is not None:  # and the band's patterns as seen from the pale grid
+        down = _resize_matrix(PALE_GRID, GRID)
+        both = np.concatenate([both, [(down.T @ pattern.reshape(GRID, GRID) @ down).reshape(-1)
+                                      for pattern in _patterns()]])
     response = (both * reach_grid**2) @ both.T
     response += 1e-3 * np.trace(response) / len(both) * np.eye(len(both))
     lattice = (_pale_dither() + bits / 2.0) * PALE_STEP
@@ -548,9 +547,10 @@ def embed(image: Image.Image, model_id: int) -> Image.Image:
     """``image`` with the ganforge mark for ``model_id`` (an RGB image of the same size).
 
     Tries ``ATTEMPTS`` in turn and keeps the first whose mark reads back as embedded
-    (``VERIFY_SCORE``) and after the self-test's edits (``SELF_TEST_SCORE``; an attempt that
-    only a brightening defeats gets the pale layer, which then stands in for it); else the one
-    that survives them best (of those within ``MIN_PSNR``, but the first that reads); else
+    (``VERIFY_SCORE``) and after the self-test's edits (``SELF_TEST_SCORE``); an attempt whose
+    band mark a brightening defeats gets the pale layer, which then stands in for it, and
+    among such passes the one that changes the image least is kept; else the one that
+    survives them best (of those within ``MIN_PSNR``, but the first that reads); else
     (no attempt reads back) the first scheme's mark, if that reads; else the image unchanged
     (nothing to mark: a white image)."""
     rgb = np.clip(np.round(_to_rgb_array(image)), 0, 255)
@@ -568,8 +568,8 @@ def embed(image: Image.Image, model_id: int) -> Image.Image:
         if best is not None and _psnr(rgb, marked) < MIN_PSNR:
             continue  # readability may cost that much; robustness alone may not
         jpeg, bright, contrast = _self_test(marked, signs, attempt.cap)
-        unlayered = layered = bright < SELF_TEST_SCORE
-        if layered and (min(jpeg, contrast) >= SELF_TEST_SCORE
+        unlayered = needs_layer = bright < SELF_TEST_SCORE
+        if needs_layer and (min(jpeg, contrast) >= SELF_TEST_SCORE
                         or best is None or min(jpeg, contrast) > best[0]):
             # a brightening loses it (a pale image): the pale layer may carry that, and then
             # this attempt needs no stronger (more visible) band mark
@@ -581,11 +581,11 @@ def embed(image: Image.Image, model_id: int) -> Image.Image:
             best = (score, marked, attempt.cap, unlayered)
         if score >= SELF_TEST_SCORE:
             passing.append((_psnr(rgb, marked), marked))
-            if not layered:
+            if not needs_layer:
                 break  # weakest first: the first band mark that passes is the one
             # a pass thanks to the pale layer: attempts are ordered by cap first, so a later
             # one (another cap) may pass with less change; the least change is kept below
-    if passing:
+    if passing:  # (its cap is not needed: a passing mark needs no layer added)
         best = (SELF_TEST_SCORE, max(passing, key=lambda entry: entry[0])[1], 0.0, False)
     out_rgb = rgb
     if best is not None and _reads_as_is(best[1], model_id):
