@@ -285,6 +285,22 @@ def test_embedder_falls_back_to_v1_when_no_attempt_reads(monkeypatch) -> None:
     assert result.found and result.model_id == MODEL_ID and result.scheme == watermark.SCHEME_V1
 
 
+def test_v1_fallback_carries_the_pale_layer(monkeypatch) -> None:
+    """A small dark square on white (a restyle output the band mark could not hold, 2026-12-03):
+    the v1 mark it falls back to lost a 20 % brightening; the pale layer beside it carries one,
+    and the v1 mark still reads after JPEG 75."""
+    monkeypatch.setattr(watermark, "ATTEMPTS", ())
+    clean = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(clean).rounded_rectangle((20, 20, 44, 44), 3, fill=(60, 62, 66),
+                                            outline=(40, 40, 44))
+    image = watermark.embed(clean, MODEL_ID)
+    result = watermark.detect(jpeg(image, 75), expected_id=MODEL_ID)
+    assert result.found and result.model_id == MODEL_ID and result.scheme == watermark.SCHEME_V1
+    result = watermark.detect(ImageEnhance.Brightness(image).enhance(1.2), expected_id=MODEL_ID)
+    assert result.found and result.model_id == MODEL_ID
+    assert result.undone.startswith("pale layer")
+
+
 def test_decoding_grids_count_every_hypothesis() -> None:
     """The false-positive bound counts every projection the decoder scores."""
     rgb = np.asarray(emoji_like(2), dtype=np.float64)

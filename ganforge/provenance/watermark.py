@@ -596,6 +596,12 @@ def embed(image: Image.Image, model_id: int) -> Image.Image:
         fallback = _to_rgb_array(embed_v1(image, model_id))
         if _reads(_detect_v1(fallback, model_id, search_crops=False), model_id):
             out_rgb = fallback
+            # the pale layer does not depend on the band mark: it carries a brightening here too
+            layered = _embed_pale(fallback, bits)
+            if (float(np.max(_pale_soft(_brightened(layered, 1.2)) @ signs)) / NUM_BITS
+                    >= SELF_TEST_SCORE
+                    and _reads(_detect_v1(layered, model_id, search_crops=False), model_id)):
+                out_rgb = layered
     out = Image.fromarray(out_rgb.astype(np.uint8), mode="RGB")
     out.info.update(image.info)
     return out
@@ -734,17 +740,18 @@ def _decode(soft: np.ndarray, names: list[str | None], threshold: float,
 
 def detect(image: Image.Image, expected_id: int | None = None,
            search_crops: bool = True) -> WatermarkResult:
-    """Look for the ganforge mark in ``image`` (any size, any mode): the current scheme
-    first, then the first one (images marked before v2)."""
+    """Look for the ganforge mark in ``image`` (any size, any mode): the current scheme's band
+    mark first, then the first scheme's (images marked before v2, and v2's fallback), then the
+    pale layer."""
     rgb = _to_rgb_array(image)
     result = _detect_v2(rgb, expected_id, search_crops)
     if result.found:
         return result
-    pale = _detect_pale(rgb, expected_id)
-    if pale.found:
-        return pale
     old = _detect_v1(rgb, expected_id, search_crops)
-    return old if old.found else result
+    if old.found:
+        return old
+    pale = _detect_pale(rgb, expected_id)  # last: it only undoes brightenings
+    return pale if pale.found else result
 
 
 def bit_accuracy(image: Image.Image, model_id: int, search_crops: bool = True) -> float:
