@@ -524,6 +524,12 @@ def _brightened(rgb: np.ndarray, gain: float) -> np.ndarray:
     return _to_rgb_array(ImageEnhance.Brightness(image).enhance(gain))
 
 
+def _pale_score_brightened(layered: np.ndarray, signs: np.ndarray) -> float:
+    """The pale layer's best score for the codeword ``signs`` after a 20 % brightening (the
+    embedder's self-test of the layer)."""
+    return float(np.max(_pale_soft(_brightened(layered, 1.2)) @ signs) / NUM_BITS)
+
+
 def _pale_layered(marked: np.ndarray, model_id: int, band_cap: float
                   ) -> tuple[np.ndarray, float] | None:
     """``marked`` with the pale layer and the layer's score after a 20 % brightening, if that
@@ -531,7 +537,7 @@ def _pale_layered(marked: np.ndarray, model_id: int, band_cap: float
     signs = 1.0 - 2.0 * payload_bits(model_id)
     for keep in (None, band_cap):  # first without holding the band still, which costs more
         layered = _embed_pale(marked, payload_bits(model_id), keep)
-        score = float(np.max(_pale_soft(_brightened(layered, 1.2)) @ signs) / NUM_BITS)
+        score = _pale_score_brightened(layered, signs)
         if score >= SELF_TEST_SCORE and _reads_as_is(layered, model_id):
             return layered, score
     return None
@@ -598,8 +604,7 @@ def embed(image: Image.Image, model_id: int) -> Image.Image:
             out_rgb = fallback
             # the pale layer does not depend on the band mark: it carries a brightening here too
             layered = _embed_pale(fallback, bits)
-            if (float(np.max(_pale_soft(_brightened(layered, 1.2)) @ signs)) / NUM_BITS
-                    >= SELF_TEST_SCORE
+            if (_pale_score_brightened(layered, signs) >= SELF_TEST_SCORE
                     and _reads(_detect_v1(layered, model_id, search_crops=False), model_id)):
                 out_rgb = layered
     out = Image.fromarray(out_rgb.astype(np.uint8), mode="RGB")
