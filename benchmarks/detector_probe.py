@@ -90,8 +90,11 @@ def main() -> None:
                         "halved + JPEG 75")
     parser.add_argument("--features", type=Path, required=True, help="feature cache (.npz)")
     parser.add_argument("--train-degraded", action="store_true",
-                        help="also fit on halved + JPEG 75 copies of the training images (the "
-                        "families' degraded copies are their first --degraded-test images)")
+                        help="also fit on halved + JPEG 75 copies of the training images (of "
+                        "each family's training split, the first --degraded-train)")
+    parser.add_argument("--degraded-train", type=int, default=100,
+                        help="with --train-degraded: training images per family also fitted "
+                        "halved + JPEG 75")
     parser.add_argument("--c", type=float, default=0.01,
                         help="inverse L2 strength (scikit-learn's C)")
     parser.add_argument("--simulated", type=int, default=0,
@@ -104,6 +107,10 @@ def main() -> None:
                         help="also train on this many real training images upscaled x4 by a "
                         "small proxy network trained here (train_proxy_upscaler: another "
                         "super-resolution family than the shipped upscaler) as generated")
+    parser.add_argument("--proxy-residual-upscale", type=int, default=0,
+                        help="also train on this many real training images upscaled x4 by a "
+                        "second proxy that draws a correction to bicubic interpolation "
+                        "(ProxyUpscaler(residual=True), VDSR-style) as generated")
     parser.add_argument("--proxy-steps", type=int, default=6000,
                         help="training steps of the proxy upscaler (~200 s on one thread; "
                         "its views are cached by count only: other steps need another "
@@ -159,7 +166,8 @@ def main() -> None:
     reals = load_reals(Path(args.data) / "emoji", args.seed)
     parts = {name: split(images, args.seed, (0.7, 0.1, 0.2)) for name, images in reals.items()}
     real_train_images = [im for train, _, _ in parts.values() for im in train[:args.real_train]]
-    for option in ("simulated", "simulated_upscale", "real_zoomed", "proxy_upscale"):
+    for option in ("simulated", "simulated_upscale", "real_zoomed", "proxy_upscale",
+                   "proxy_residual_upscale"):
         if getattr(args, option) > len(real_train_images):
             raise SystemExit(f"--{option.replace('_', '-')} {getattr(args, option)}: there are "
                              f"only {len(real_train_images)} real training images to make them "
@@ -183,15 +191,20 @@ def main() -> None:
                lambda picked, rng: [simulate_upscale(im, rng) for im in picked], "fake"),
               ("zoom", args.real_zoomed, 4,
                lambda picked, rng: enlarged_crops(picked, args.seed + 4), "real")]
-    proxy: list[Any] = []  # the proxy upscaler, trained once when its images are needed
+    proxies: dict[bool, Any] = {}  # the proxy upscalers, trained when their images are needed
 
-    def proxy_views(picked: list[Any], rng: np.random.Generator) -> list[Any]:
-        if not proxy:
-            proxy.append(train_proxy_upscaler(real_train_images, args.proxy_steps, args.seed))
-            print(f"proxy upscaler trained ({time.perf_counter() - started:.0f} s)", flush=True)
-        return [proxy_upscale(im, proxy[0], rng) for im in picked]
+    def proxy_views(picked: list[Any], rng: np.random.Generator, residual: bool = False
+                    ) -> list[Any]:
+        if residual not in proxies:
+            proxies[residual] = train_proxy_upscaler(real_train_images, args.proxy_steps,
+                                                     args.seed, residual=residual)
+            print(f"proxy upscaler (residual {residual}) trained "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+        return [proxy_upscale(im, proxies[residual], rng) for im in picked]
 
     extras.append(("proxyup", args.proxy_upscale, 6, proxy_views, "fake"))
+    extras.append(("proxyres", args.proxy_residual_upscale, 7,
+                   lambda picked, rng: proxy_views(picked, rng, residual=True), "fake"))
     extras = [extra for extra in extras if extra[1]]
     for prefix, count, offset, make, _ in extras:
         rng = np.random.default_rng(args.seed + offset)
@@ -220,6 +233,9 @@ def main() -> None:
         need(f"fake/{name}/train", list, train)
         need(f"fake/{name}/test", list, test)
         need(f"fake/{name}/all-degraded", degrade, images[:args.degraded_test])
+        if args.train_degraded and name in families:
+            need(f"fake/{name}/train-degraded/{args.degraded_train}", degrade,
+                 train[:args.degraded_train])
         if args.ship:
             need(f"fake/{name}/test-degraded", degrade, test)
     if args.features_only:
@@ -244,7 +260,8 @@ def main() -> None:
             parts_of[side].append(cached[f"{prefix}/{count}/train"])
         if args.train_degraded:  # halved JPEG copies on both sides: blur is not a verdict
             parts_of["real"].append(stack("real", sources, "train-degraded"))
-            parts_of["fake"].append(stack("fake", names, "all-degraded"))
+            parts_of["fake"].append(stack("fake", names,
+                                          f"train-degraded/{args.degraded_train}"))
             for prefix, count, _, _, side in extras:
                 parts_of[side].append(cached[f"{prefix}/{count}/train-degraded"])
         real, fake = (np.concatenate(parts_of[side]) for side in ("real", "fake"))
@@ -266,14 +283,12 @@ def main() -> None:
                       "in_distribution_auc": auc(probe, real_test, others)}
         print(held, {k: round(v, 3) for k, v in rows[held].items()}, flush=True)
     probe = fit(families)
-    everything = {"auc": auc(probe, real_test, stack("fake", families, "test")),
-                  "auc_jpeg75_half": auc(probe, real_degraded,
-                                         stack("fake", families, "all-degraded"))}
-    print("all families (in distribution):", everything)
-    if args.ship:  # the figures of record: test images only (the training set held the
-        # families' first --degraded-test images halved, so "all-degraded" overlaps it)
+    everything = {"auc": auc(probe, real_test, stack("fake", families, "test"))}
+    if args.ship:  # test images only ("all-degraded" holds training images too)
         everything["auc_jpeg75_half"] = auc(probe, real_degraded,
                                             stack("fake", families, "test-degraded"))
+    print("all families (in distribution):", everything)
+    if args.ship:
         everything.update(ship(probe, args, families, stack, sources, real_test, real_degraded,
                                unseen, cached))
     for name in unseen:
@@ -286,7 +301,9 @@ def main() -> None:
     result = {"lofo": rows, "all_families": everything, "c": args.c,
               "train_degraded": args.train_degraded, "simulated": args.simulated,
               "simulated_upscale": args.simulated_upscale,
-              "proxy_upscale": args.proxy_upscale, "real_train": len(real_train),
+              "proxy_upscale": args.proxy_upscale,
+              "proxy_residual_upscale": args.proxy_residual_upscale,
+              "degraded_train": args.degraded_train, "real_train": len(real_train),
               "real_test": len(real_test),
               "seconds": time.perf_counter() - started}
     if args.out:
@@ -325,6 +342,8 @@ def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], sta
                              "simulated_upscale": args.simulated_upscale,
                              "real_zoomed": args.real_zoomed,
                              "proxy_upscale": args.proxy_upscale,
+                             "proxy_residual_upscale": args.proxy_residual_upscale,
+                             "degraded_train": args.degraded_train,
                              "halved_jpeg_copies": args.train_degraded},
               "inverse_l2": args.c, "evaluation": rates}
     stages = tuple(x for x in args.probe_stages.split(",") if x)

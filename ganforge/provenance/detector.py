@@ -189,21 +189,31 @@ def simulate_upscale(image: Image.Image, rng: np.random.Generator) -> Image.Imag
 class ProxyUpscaler(nn.Module):
     """A small x4 super-resolution network of another family than the shipped upscaler
     (ESPCN, Shi et al. 2016: convolutions at the low resolution, then a sub-pixel shuffle; no
-    interpolated skip, no residual dense blocks), trained in minutes by
-    :func:`train_proxy_upscaler`. Its outputs are a detector's examples of what a neural
-    upscaler draws, so that a detector can learn upscaling traces without ever seeing the
-    upscaler it is measured on. [B, 3, h, w] in [0, 1] -> [B, 3, 4h, 4w]."""
+    residual dense blocks), trained in minutes by :func:`train_proxy_upscaler`. Its outputs
+    are a detector's examples of what a neural upscaler draws, so that a detector can learn
+    upscaling traces without ever seeing the upscaler it is measured on. With ``residual``
+    it draws only a correction added to bicubic interpolation (global residual learning, as
+    VDSR, Kim et al. 2016, and most upscalers since; its last layer starts at zero).
+    [B, 3, h, w] in [0, 1] -> [B, 3, 4h, 4w]."""
 
-    def __init__(self, width: int = 32, scale: int = 4):
+    def __init__(self, width: int = 32, scale: int = 4, residual: bool = False):
         super().__init__()
+        self.scale, self.residual = scale, residual
         self.body = nn.Sequential(
             nn.Conv2d(3, width, 5, padding=2), nn.Tanh(),
             nn.Conv2d(width, width, 3, padding=1), nn.Tanh(),
             nn.Conv2d(width, width, 3, padding=1), nn.Tanh(),
             nn.Conv2d(width, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale))
+        if residual:
+            nn.init.zeros_(self.body[-2].weight)
+            nn.init.zeros_(self.body[-2].bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.body(images)
+        out = self.body(images)
+        if self.residual:
+            out = out + nn.functional.interpolate(images, scale_factor=self.scale,
+                                                  mode="bicubic", align_corners=False)
+        return out
 
 
 def _unit_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
@@ -212,7 +222,7 @@ def _unit_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
 
 
 def train_proxy_upscaler(images: Sequence[Image.Image], steps: int = 6000, seed: int = 0,
-                         batch_size: int = 32) -> ProxyUpscaler:
+                         batch_size: int = 32, residual: bool = False) -> ProxyUpscaler:
     """A :class:`ProxyUpscaler` trained (L1, Adam) to restore 64 px views of ``images`` from
     their 16 px reductions (PIL's antialiasing bicubic), on random flips of them; seeded
     (the global torch generator is left as it was). 6,000 steps: ~200 s on one thread, and
@@ -226,7 +236,7 @@ def train_proxy_upscaler(images: Sequence[Image.Image], steps: int = 6000, seed:
                         for v in views])
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        net = ProxyUpscaler()
+        net = ProxyUpscaler(residual=residual)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     for _ in range(steps):
