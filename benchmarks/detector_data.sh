@@ -50,3 +50,7 @@ $PY benchmarks/detector_lofo.py --data "$(dirname "$EMOJI")" --cache "$DET/data"
   --sources "$RESTYLE/train/a/twitter" --cyclegan "$DET/cyclegan" --unit "$DET/unit" \
   --maskgit "$DET/mg" --stargan "$DET/sg" --dfgan "$DET/dfgan" --holdout '' \
   --out "$DET/data.json"
+# real high-resolution flat emoji (Twemoji SVGs rendered at 256 px, 64 px crops; ~15 s): a real
+# source for detector_probe.py --extra-real, and the true pictures of the upscaler's crops
+[ -d "$DET/real/twemoji-svg-crop" ] || $PY benchmarks/twemoji_svg_crops.py --out "$DET/real" \
+  --emoji "$EMOJI/twitter/64" --sources "$RESTYLE/train/a/twitter"

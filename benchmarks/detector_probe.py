@@ -77,6 +77,14 @@ def enlarged_crops(images: list[Any], seed: int) -> list[Any]:
                          for im in images], seed)
 
 
+def named_folder(spec: str) -> tuple[str, Path]:
+    """``"NAME=DIR"`` -> (NAME, DIR), the folder checked."""
+    name, sep, folder = spec.partition("=")
+    if not sep or not name or "/" in name or not Path(folder).is_dir():
+        raise SystemExit(f"expected NAME=DIR with an existing folder, got {spec!r}")
+    return name, Path(folder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="/work/shared/data")
@@ -122,6 +130,14 @@ def main() -> None:
     parser.add_argument("--unseen", default="",
                         help="families never trained on, only scored by the all-family probe "
                         "(comma list, e.g. relight,ragan)")
+    parser.add_argument("--extra-real", action="append", default=[], metavar="NAME=DIR",
+                        help="another real source (a folder of images), split, trained on, "
+                        "calibrated on and tested like the others (e.g. twemoji_svg_crops.py's "
+                        "twemoji-svg-crop); repeatable")
+    parser.add_argument("--real-check", action="append", default=[], metavar="NAME=DIR",
+                        help="with --ship: real images only scored, their false-positive rate "
+                        "as they are and halved + JPEG 75 (e.g. twemoji_svg_crops.py's "
+                        "upscaler-paired-svg); repeatable")
     parser.add_argument("--real-test", type=int, default=10**9,
                         help="real test images per source (default: all)")
     parser.add_argument("--calib", type=int, default=10**9,
@@ -164,6 +180,8 @@ def main() -> None:
         print(f"{key}: {len(cached[key])} ({time.perf_counter() - started:.0f} s)", flush=True)
 
     reals = load_reals(Path(args.data) / "emoji", args.seed)
+    for name, folder in map(named_folder, args.extra_real):
+        reals[name] = load_images(folder)
     parts = {name: split(images, args.seed, (0.7, 0.1, 0.2)) for name, images in reals.items()}
     real_train_images = [im for train, _, _ in parts.values() for im in train[:args.real_train]]
     for option in ("simulated", "simulated_upscale", "real_zoomed", "proxy_upscale",
@@ -224,6 +242,10 @@ def main() -> None:
     if args.ship:  # what an interpolated enlargement of a real image scores (false positives)
         tests = [im for name in ("twitter", "google") for im in parts[name][2][:100]]
         need("zoom/test", lambda images: enlarged_crops(images, args.seed + 5), tests)
+        for name, folder in map(named_folder, args.real_check):
+            images = load_images(folder)
+            need(f"check/{name}/test", list, images)
+            need(f"check/{name}/test-degraded", degrade, images)
     unseen = [f for f in args.unseen.split(",") if f]
     for name in families + unseen:
         if args.features_only and not (args.cache / name).is_dir():
@@ -249,7 +271,7 @@ def main() -> None:
     def stack(prefix: str, names: list[str], part: str) -> np.ndarray:
         return np.concatenate([cached[f"{prefix}/{n}/{part}"] for n in names])
 
-    sources = sorted({k.split("/")[1] for k in cached if k.startswith("real/")})
+    sources = sorted(parts)
     real_train = stack("real", sources, "train")
     real_test = stack("real", sources, "test")
     real_degraded = stack("real", sources, "test-degraded")
@@ -331,6 +353,13 @@ def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], sta
         for name in sources:
             rates[f"fpr_{name}"] = float(np.mean(
                 probability(stack("real", [name], "test")) >= threshold))
+            rates[f"fpr_{name}_jpeg75_half"] = float(np.mean(
+                probability(stack("real", [name], "test-degraded")) >= threshold))
+        for name, _ in map(named_folder, args.real_check):
+            for part, key in (("test", f"fpr_check_{name}"),
+                              ("test-degraded", f"fpr_check_{name}_jpeg75_half")):
+                rates[key] = float(np.mean(
+                    probability(cached[f"check/{name}/{part}"]) >= threshold))
         for name in families + unseen:
             rates[f"tpr_{name}"] = float(np.mean(
                 probability(stack("fake", [name], "test")) >= threshold))
@@ -344,6 +373,7 @@ def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], sta
                              "proxy_upscale": args.proxy_upscale,
                              "proxy_residual_upscale": args.proxy_residual_upscale,
                              "degraded_train": args.degraded_train,
+                             "extra_real": [n for n, _ in map(named_folder, args.extra_real)],
                              "halved_jpeg_copies": args.train_degraded},
               "inverse_l2": args.c, "evaluation": rates}
     stages = tuple(x for x in args.probe_stages.split(",") if x)

@@ -640,17 +640,22 @@ FALLBACK_PROMPTS = (
     "face with tears of joy", "winking face", "rainbow", "green apple")
 
 
-def load_images(folder: str | Path, limit: int | None = None, seed: int = 0
-                ) -> list[Image.Image]:
-    """The readable images of a folder (a seeded sample of ``limit`` when given), prepared."""
+def sample_files(folder: str | Path, limit: int | None = None, seed: int = 0) -> list[Path]:
+    """The image files of a folder, in order (a seeded sample of ``limit`` when given)."""
     from ganforge.data.images import list_images
 
     files = list_images(folder)
     if limit is not None and len(files) > limit:
         picked = np.random.default_rng(seed).choice(len(files), size=limit, replace=False)
         files = [files[i] for i in sorted(picked)]
+    return files
+
+
+def load_images(folder: str | Path, limit: int | None = None, seed: int = 0
+                ) -> list[Image.Image]:
+    """The readable images of a folder (a seeded sample of ``limit`` when given), prepared."""
     images = []
-    for path in files:
+    for path in sample_files(folder, limit, seed):
         try:
             with Image.open(path) as im:
                 images.append(prepare(im))
