@@ -21,13 +21,16 @@ part: 3–6 images/s on one thread of the 2-core EPYC). The probe is
 ``ganforge.provenance.detector.fit_probe``, the one the shipped detector uses.
 
     # the images: OMP_NUM_THREADS=1 bash benchmarks/detector_data.sh /tmp/det
-    # the shipped detector (2026-12-03; features ~40 min on one thread, then ~2 min)
+    # the shipped detector (2026-12-03; features ~60 min on one thread, then ~4 min)
     ST=conv_1,conv_2,conv_3,conv_4,mixed,mixed_2,mixed_4,mixed_7
     ST=$ST,$(echo $ST | sed 's/,/:std,/g'):std   # each stage's mean, then its std over space
     OMP_NUM_THREADS=1 python benchmarks/detector_probe.py --cache /tmp/det/data \
         --features /tmp/det/probe.npz --stages $ST --real-train 300 \
-        --real-test 300 --calib 150 --degraded-test 100 --train-degraded --simulated 600 \
-        --simulated-upscale 600 --real-zoomed 400 \
+        --real-test 300 --calib 150 --degraded-test 100 --train-degraded --degraded-train 400 \
+        --simulated 600 --simulated-upscale 600 --real-zoomed 400 \
+        --proxy-upscale 1200 --proxy-residual-upscale 1200 \
+        --extra-real twemoji-svg-crop=/tmp/det/real/twemoji-svg-crop \
+        --real-check upscaler-paired-svg=/tmp/det/real/upscaler-paired-svg \
         --families dfgan,pix2pix,cyclegan,unit,maskgit,stargan,upscaler \
         --unseen relight,ragan --ship ganforge/assets/detector-emoji-64 --out probe.json
 """
@@ -262,7 +265,8 @@ def main() -> None:
             need(f"fake/{name}/test-degraded", degrade, test)
     if args.features_only:
         return
-    # the columns the probe reads: the pool features, then the chosen stages' means
+    # the columns the probe reads: the pool features, then the chosen stages' pooled
+    # activations
     offsets = np.cumsum([0, FEATURE_DIM] + [feature_dim([x]) - FEATURE_DIM for x in stages])
     use = [0] + [1 + stages.index(x) for x in [x for x in args.probe_stages.split(",") if x]]
     columns = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in use])
