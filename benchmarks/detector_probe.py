@@ -21,10 +21,11 @@ part: 3–6 images/s on one thread of the 2-core EPYC). The probe is
 ``ganforge.provenance.detector.fit_probe``, the one the shipped detector uses.
 
     # the images: OMP_NUM_THREADS=1 bash benchmarks/detector_data.sh /tmp/det
-    # the shipped detector (2026-12-03; features ~60 min on one thread, then ~4 min)
+    # the shipped detector (2026-12-03; features ~35 min on two threads, then ~7 min; the
+    # proxies' training differs a little with the thread count)
     ST=conv_1,conv_2,conv_3,conv_4,mixed,mixed_2,mixed_4,mixed_7
     ST=$ST,$(echo $ST | sed 's/,/:std,/g'):std   # each stage's mean, then its std over space
-    OMP_NUM_THREADS=1 python benchmarks/detector_probe.py --cache /tmp/det/data \
+    OMP_NUM_THREADS=2 python benchmarks/detector_probe.py --cache /tmp/det/data \
         --features /tmp/det/probe.npz --stages $ST --real-train 300 \
         --real-test 300 --calib 150 --degraded-test 100 --train-degraded --degraded-train 400 \
         --simulated 600 --simulated-upscale 600 --real-zoomed 400 \
@@ -239,8 +240,9 @@ def main() -> None:
                 made.extend(make(picked, rng))
             return made
 
-        need(f"{prefix}/{count}/train", views, picked)
-        need(f"{prefix}/{count}/train-degraded", lambda x, views=views: degrade(views(x)),
+        need(f"{prefix}/{count}-of-{len(real_train_images)}/train", views, picked)
+        need(f"{prefix}/{count}-of-{len(real_train_images)}/train-degraded",
+             lambda x, views=views: degrade(views(x)),
              picked)
     if args.ship:  # what an interpolated enlargement of a real image scores (false positives)
         tests = [im for name in ("twitter", "google") for im in parts[name][2][:100]]
@@ -280,16 +282,18 @@ def main() -> None:
     real_test = stack("real", sources, "test")
     real_degraded = stack("real", sources, "test-degraded")
 
+    pool = len(real_train_images)  # extras are drawn from these: their keys record how many
+
     def fit(names: list[str]) -> FeatureProbe:
         parts_of = {"real": [real_train], "fake": [stack("fake", names, "train")]}
         for prefix, count, _, _, side in extras:
-            parts_of[side].append(cached[f"{prefix}/{count}/train"])
+            parts_of[side].append(cached[f"{prefix}/{count}-of-{pool}/train"])
         if args.train_degraded:  # halved JPEG copies on both sides: blur is not a verdict
             parts_of["real"].append(stack("real", sources, "train-degraded"))
             parts_of["fake"].append(stack("fake", names,
                                           f"train-degraded/{args.degraded_train}"))
             for prefix, count, _, _, side in extras:
-                parts_of[side].append(cached[f"{prefix}/{count}/train-degraded"])
+                parts_of[side].append(cached[f"{prefix}/{count}-of-{pool}/train-degraded"])
         real, fake = (np.concatenate(parts_of[side]) for side in ("real", "fake"))
         return fit_probe(real, fake, args.c)
 
