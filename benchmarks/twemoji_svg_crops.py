@@ -15,7 +15,7 @@ The SVGs come from the npm package ``@twemoji/svg@15.0.0`` (CC-BY 4.0, Twitter, 
 contributors), fetched with ``npm pack`` unless ``--svg`` names its unpacked folder; rendering
 needs ``cairosvg`` (PyPI) and the cairo library (Debian ``libcairo2``).
 
-    python benchmarks/twemoji_svg_crops.py --out /tmp/det/real     # ~1 min
+    python benchmarks/twemoji_svg_crops.py --out /tmp/det/real     # ~15 s
 """
 
 from __future__ import annotations

