@@ -739,7 +739,6 @@ def train_probe_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image
     config = DetectorConfig(backbone="inception-probe", stages=tuple(stages), head=head,
                             hidden=hidden, members=members)
     Detector.build_modules(config)  # an unknown head or stage fails before the features
-    feature_dim(stages)
     probe: nn.Module
     if head == "mlp":
         probe = fit_mlp_probe(features(real), features(fake), hidden, members, seed=seed)
