@@ -521,11 +521,14 @@ def cmd_detector_train(args: argparse.Namespace) -> int:
     real_test = real_test[len(real_test) // 2:]
     if args.backbone == "inception-probe":
         args.head = args.head or det.PROBE_HEAD
+        if args.members is None:
+            args.members = det.PROBE_MEMBERS
         stages = (det.PROBE_STAGES if args.stages is None
                   else [x for x in args.stages.split(",") if x])
         det.feature_dim(stages)  # an unknown stage: a clear error before any work
         detector = det.train_probe_detector(real_train, fake_train, stages=stages,
-                                            head=args.head, seed=args.seed)
+                                            head=args.head, members=args.members,
+                                            seed=args.seed)
     else:
         detector = det.train_detector(real_train, fake_train, epochs=args.epochs,
                                       seed=args.seed, device=_device(args.device),
@@ -825,6 +828,9 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--head", choices=["mlp", "linear"], default=None,
                    help="inception-probe: mlp (small perceptrons, logits averaged) or "
                    "linear (logistic regression); default: the shipped detector's")
+    p.add_argument("--members", type=int, default=None,
+                   help="inception-probe, --head mlp: how many perceptrons to average "
+                   "(default: the shipped detector's count)")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--holdout", type=float, default=0.2, help="share held out: half of its "
                    "real images calibrate the threshold, the rest and its generated images "

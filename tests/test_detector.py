@@ -379,6 +379,56 @@ def test_an_mlp_probe_learns_what_a_linear_one_cannot_and_round_trips(tmp_path: 
         fit_mlp_probe(real, fake, members=0)
 
 
+def test_an_mlp_head_stored_as_int8_is_4x_smaller_and_scores_as_in_memory(
+        tmp_path: Path) -> None:
+    """storage="int8" keeps each member's first layer as int8 with per-row scales: the file is
+    about 4x smaller, the loaded detector gives the in-memory one's probabilities after
+    ``as_stored`` (and nearly those before it); scales without int8 values are a clear
+    error."""
+    from safetensors.torch import load_file, save_file
+
+    from ganforge.errors import CheckpointError
+    from ganforge.provenance.detector import fit_mlp_probe
+
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((300, 512)).astype(np.float32)
+    fake = (rng.standard_normal((300, 512)) + 0.3).astype(np.float32)
+    probe = fit_mlp_probe(real, fake, hidden=64, members=2, epochs=5, seed=0)
+    held = torch.from_numpy(np.concatenate([real[:50], fake[:50]]))
+    with torch.no_grad():
+        before = torch.sigmoid(probe(held))
+    sizes = {}
+    for storage in ("float32", "int8"):
+        config = DetectorConfig(backbone="inception-probe", head="mlp", hidden=64, members=2,
+                                storage=storage)
+        detector = Detector(config, {"net": copy_module(probe)})
+        with pytest.MonkeyPatch.context() as patch:  # 512 features stand in for Inception's
+            patch.setattr("ganforge.provenance.detector.feature_dim", lambda stages: 512)
+            detector.as_stored().save_pretrained(tmp_path / storage)
+            loaded = Detector.from_pretrained(tmp_path / storage)
+        sizes[storage] = (tmp_path / storage / "model.safetensors").stat().st_size
+        with torch.no_grad():
+            in_memory = torch.sigmoid(detector.modules["net"](held))
+            assert torch.allclose(torch.sigmoid(loaded.modules["net"](held)), in_memory,
+                                  atol=1e-6)
+            assert (in_memory - before).abs().max() < (0.02 if storage == "int8" else 1e-7)
+    tensors = load_file(str(tmp_path / "int8" / "model.safetensors"))
+    assert tensors["net.members.0.1.weight"].dtype == torch.int8
+    assert 3.5 < sizes["float32"] / sizes["int8"] < 4.1
+    tensors["net.members.0.1.weight"] = tensors["net.members.0.1.weight"].float()
+    save_file(tensors, str(tmp_path / "int8" / "model.safetensors"))
+    with (pytest.MonkeyPatch.context() as patch,
+          pytest.raises(CheckpointError, match=r"without int8 values net\.members\.0\.1\.weight")):
+        patch.setattr("ganforge.provenance.detector.feature_dim", lambda stages: 512)
+        Detector.from_pretrained(tmp_path / "int8")
+
+
+def copy_module(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(module)
+
+
 def test_an_unknown_detector_backbone_is_a_clear_error(tmp_path: Path) -> None:
     from ganforge.errors import CheckpointError
 
