@@ -1,4 +1,4 @@
-"""Leave one family out with pretrained features: a linear probe on InceptionV3 pool features.
+"""Leave one family out with pretrained features: a probe on InceptionV3 activations.
 
 Wang et al. 2020 trained an ImageNet-pretrained ResNet-50; Ojha et al. 2023 ("Towards
 universal fake image detectors") found a linear probe on a frozen pretrained network's
@@ -18,13 +18,16 @@ through a simulated x4 super-resolution network (``--simulated-upscale``) or thr
 x4 super-resolution network of another family, trained here in minutes (``--proxy-upscale``:
 ESPCN, ``train_proxy_upscaler``). Features are cached per part in ``--features`` (the slow
 part: 3–6 images/s on one thread of the 2-core EPYC). The probe is
-``ganforge.provenance.detector.fit_probe``, the one the shipped detector uses.
+``ganforge.provenance.detector.fit_probe`` (``--head linear``) or ``fit_mlp_probe``
+(``--head mlp``, the shipped detector's: ``--members`` small perceptrons, logits averaged).
 
     # the images: OMP_NUM_THREADS=1 bash benchmarks/detector_data.sh /tmp/det
-    # the shipped detector (2026-12-03; features ~45 min on two threads, then ~7 min; the
-    # proxies' training differs a little with the thread count)
+    # the shipped detector (2026-12-03, 13:55; features ~71 min on two threads, then 16 min
+    # with --skip-lofo, ~70 without; the proxies' training differs a little with the thread
+    # count)
     ST=conv_1,conv_2,conv_3,conv_4,mixed,mixed_2,mixed_4,mixed_7
     ST=$ST,$(echo $ST | sed 's/,/:std,/g'):std   # each stage's mean, then its std over space
+    ST=$ST,conv_1:gram,conv_2:gram,conv_3:gram    # and the first three's channel covariances
     OMP_NUM_THREADS=2 python benchmarks/detector_probe.py --cache /tmp/det/data \
         --features /tmp/det/probe.npz --stages $ST --real-train 300 \
         --real-test 300 --calib 150 --degraded-test 500 --train-degraded --degraded-train 400 \
@@ -33,7 +36,8 @@ part: 3–6 images/s on one thread of the 2-core EPYC). The probe is
         --extra-real twemoji-svg-crop=/tmp/det/real/twemoji-svg-crop \
         --real-check upscaler-paired-svg=/tmp/det/real/upscaler-paired-svg \
         --families dfgan,pix2pix,cyclegan,unit,maskgit,stargan,upscaler \
-        --unseen relight,ragan --ship ganforge/assets/detector-emoji-64 --out probe.json
+        --unseen relight,ragan --head mlp --members 5 \
+        --ship ganforge/assets/detector-emoji-64 --out probe.json
 """
 
 from __future__ import annotations
@@ -164,6 +168,8 @@ def main() -> None:
     parser.add_argument("--skip-lofo", action="store_true",
                         help="fit only the all-family probe (with --ship: the detector), not "
                         "the seven held-out ones: the leave-one-family-out table is not measured")
+    parser.add_argument("--hold-out", default=None,
+                        help="of --families, those held out in turn (default: each of them)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-fpr", type=float, default=0.01)
     parser.add_argument("--ship", type=Path, help="save the all-family probe as a detector here")
@@ -313,7 +319,10 @@ def main() -> None:
     auc = auc_of
 
     rows = {}
-    for held in [] if args.skip_lofo else families:
+    held_out = families if args.hold_out is None else [f for f in args.hold_out.split(",") if f]
+    if set(held_out) - set(families):
+        raise SystemExit(f"--hold-out {sorted(set(held_out) - set(families))}: not in --families")
+    for held in [] if args.skip_lofo else held_out:
         probe = fit([f for f in families if f != held])
         held_all = np.concatenate([cached[f"fake/{held}/train"], cached[f"fake/{held}/test"]])
         others = stack("fake", [f for f in families if f != held], "test")

@@ -225,7 +225,7 @@ def test_detector_train_cli_fits_the_shipped_kind_by_default(
     """Without --backbone the command fits a probe on the InceptionV3 features (the shipped
     kind: every stage's mean and standard deviation), calibrated on held-out real images; the
     saved folder scores images. An unknown stage is a clear error before any work."""
-    from ganforge.provenance.detector import PROBE_HEAD, PROBE_STAGES
+    from ganforge.provenance.detector import PROBE_HEAD, PROBE_MEMBERS, PROBE_STAGES
 
     for folder, make in (("real", emoji_like), ("fake", lambda s: striped(emoji_like(s)))):
         (tmp_path / folder).mkdir()
@@ -237,6 +237,7 @@ def test_detector_train_cli_fits_the_shipped_kind_by_default(
     assert saved.config.backbone == "inception-probe" and saved.threshold != 0.5
     assert saved.config.stages == PROBE_STAGES == Detector.from_pretrained().config.stages
     assert saved.config.head == PROBE_HEAD == Detector.from_pretrained().config.head
+    assert saved.config.members == PROBE_MEMBERS == Detector.from_pretrained().config.members
     assert saved.metadata["trained_on"]["halved_jpeg_copies"]
     real = [emoji_like(s) for s in range(10)]
     fake = [striped(emoji_like(s + 500)) for s in range(10)]
@@ -246,6 +247,11 @@ def test_detector_train_cli_fits_the_shipped_kind_by_default(
                  "--out", str(tmp_path / "det2")]) == 1
     assert "unknown InceptionV3 stage(s) ['mixed_2:max']" in capsys.readouterr().err
     assert not (tmp_path / "det2").exists()
+    assert main(["detector", "train", "--real", str(tmp_path / "real"), "--fake",
+                 str(tmp_path / "fake"), "--head", "mlp", "--members", "0",
+                 "--out", str(tmp_path / "det3")]) == 1
+    assert "an MLP probe needs hidden and members ≥ 1, got 256 and 0" in capsys.readouterr().err
+    assert not (tmp_path / "det3").exists()
 
 
 def test_watermark_id_is_kept_until_the_weights_change() -> None:

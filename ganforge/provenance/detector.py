@@ -437,13 +437,14 @@ def probe_view(image: Image.Image) -> Image.Image:
 INCEPTION_STAGES = {"conv_1": 32, "conv_2": 64, "conv_3": 80, "conv_4": 192, "mixed": 256,
                     "mixed_2": 288, "mixed_4": 768, "mixed_7": 768}
 
-#: the stages the shipped detector reads (every stage's mean and standard deviation): the
-#: default of ``ganforge detector train``
-PROBE_STAGES = (*INCEPTION_STAGES, *(f"{name}:std" for name in INCEPTION_STAGES))
+#: the stages the shipped detector reads (every stage's mean and standard deviation, and the
+#: channel covariances of the first three): the default of ``ganforge detector train``
+PROBE_STAGES = (*INCEPTION_STAGES, *(f"{name}:std" for name in INCEPTION_STAGES),
+                "conv_1:gram", "conv_2:gram", "conv_3:gram")
 
 #: the head the shipped detector puts on those features: the default of ``ganforge detector
-#: train`` ("linear" for a logistic regression)
-PROBE_HEAD = "linear"
+#: train`` ("mlp": five small perceptrons, logits averaged; "linear" for a logistic regression)
+PROBE_HEAD = "mlp"
 
 #: how many perceptrons an "mlp" head averages (the shipped detector's count): the default
 #: of ``ganforge detector train --head mlp``
