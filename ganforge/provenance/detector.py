@@ -327,6 +327,9 @@ class MLPProbe(nn.Module):
     def __init__(self, dim: int = FEATURE_DIM, hidden: int = 256, members: int = 3,
                  dropout: tuple[float, float] = (0.2, 0.5)):
         super().__init__()
+        if hidden < 1 or members < 1:
+            raise ConfigError(f"an MLP probe needs hidden and members ≥ 1, got {hidden} and "
+                              f"{members}")
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
         self.members = nn.ModuleList(
@@ -771,6 +774,10 @@ def train_probe_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image
     if len(real) < 2 or len(fake) < 2:
         raise DataError(f"training a detector needs at least 2 real and 2 generated images, "
                         f"got {len(real)} and {len(fake)}")
+    config = DetectorConfig(backbone="inception-probe", stages=tuple(stages), head=head,
+                            hidden=hidden, members=members,
+                            storage="int8" if head == "mlp" else "float32")
+    Detector.build_modules(config)  # a bad head, size or stage fails before any work
     if network is None:
         from ganforge.metrics.fid import InceptionFeatures
 
@@ -785,13 +792,6 @@ def train_probe_detector(real: Sequence[Image.Image], fake: Sequence[Image.Image
                       for view in map(probe_view, images)]
         return inception_features(views, network, stages=stages)
 
-    if head == "mlp" and (hidden < 1 or members < 1):
-        raise ConfigError(f"an MLP probe needs hidden and members ≥ 1, got {hidden} and "
-                          f"{members}")
-    config = DetectorConfig(backbone="inception-probe", stages=tuple(stages), head=head,
-                            hidden=hidden, members=members,
-                            storage="int8" if head == "mlp" else "float32")
-    Detector.build_modules(config)  # an unknown head or stage fails before the features
     probe: nn.Module
     if head == "mlp":
         probe = fit_mlp_probe(features(real), features(fake), hidden, members, seed=seed)
