@@ -72,10 +72,12 @@ from ganforge.provenance.detector import (
     inception_features,
     load_images,
     prepare,
+    proxy_translate,
     proxy_upscale,
     roc_auc,
     simulate_artifacts,
     simulate_upscale,
+    train_proxy_translator,
     train_proxy_upscaler,
 )
 
@@ -134,6 +136,11 @@ def main() -> None:
                         help="also train on this many real training images upscaled x4 by a "
                         "second proxy that draws a correction to bicubic interpolation "
                         "(ProxyUpscaler(residual=True), VDSR-style) as generated")
+    parser.add_argument("--proxy-translate", type=int, default=0,
+                        help="train on this many real training images as a small proxy "
+                             "image-to-image network draws them from their blurred grey copies "
+                             "(ProxyTranslator, trained here in minutes), as generated")
+    parser.add_argument("--proxy-translate-steps", type=int, default=1500)
     parser.add_argument("--proxy-steps", type=int, default=6000,
                         help="training steps of the proxy upscaler (~200 s on one thread; "
                         "its views are cached by count only: other steps need another "
@@ -168,14 +175,23 @@ def main() -> None:
     parser.add_argument("--skip-lofo", action="store_true",
                         help="fit only the all-family probe (with --ship: the detector), not "
                         "the seven held-out ones: the leave-one-family-out table is not measured")
+    parser.add_argument("--folds-only", action="store_true",
+                        help="stop after the held-out folds (no all-family probe)")
     parser.add_argument("--hold-out", default=None,
                         help="of --families, those held out in turn (default: each of them)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--probe-seed", type=int, default=None,
+                        help="seed of the MLP members' initialisation and batches only (default "
+                             "--seed); the splits and simulated images stay those of --seed, so "
+                             "the spread over initialisations can be measured on one feature cache")
     parser.add_argument("--max-fpr", type=float, default=0.01)
     parser.add_argument("--ship", type=Path, help="save the all-family probe as a detector here")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if args.folds_only and (args.ship or args.skip_lofo or args.unseen):
+        raise SystemExit("--folds-only runs only the held-out folds: it cannot go with --ship, "
+                         "--skip-lofo or --unseen")
     started = time.perf_counter()
     if args.probe_stages is None:
         args.probe_stages = args.stages
@@ -196,7 +212,10 @@ def main() -> None:
         if not network:
             network.append(InceptionFeatures.load())
         cached[key] = inception_features(make(images), network[0], stages=stages)
-        np.savez(args.features, **cached, **{"meta/stages": np.array(stages)})
+        partial = args.features.with_name(args.features.name + ".partial")
+        with open(partial, "wb") as handle:  # atomically: an interrupted save loses nothing
+            np.savez(handle, **cached, **{"meta/stages": np.array(stages)})
+        os.replace(partial, args.features)
         print(f"{key}: {len(cached[key])} ({time.perf_counter() - started:.0f} s)", flush=True)
 
     reals = load_reals(Path(args.data) / "emoji", args.seed)
@@ -205,7 +224,7 @@ def main() -> None:
     parts = {name: split(images, args.seed, (0.7, 0.1, 0.2)) for name, images in reals.items()}
     real_train_images = [im for train, _, _ in parts.values() for im in train[:args.real_train]]
     for option in ("simulated", "simulated_upscale", "real_zoomed", "proxy_upscale",
-                   "proxy_residual_upscale"):
+                   "proxy_residual_upscale", "proxy_translate"):
         if getattr(args, option) > len(real_train_images):
             raise SystemExit(f"--{option.replace('_', '-')} {getattr(args, option)}: there are "
                              f"only {len(real_train_images)} real training images to make them "
@@ -244,6 +263,13 @@ def main() -> None:
     extras.append(("proxyup", args.proxy_upscale, 6, proxy_views, "fake"))
     extras.append(("proxyres", args.proxy_residual_upscale, 7,
                    lambda picked, rng: proxy_views(picked, rng, residual=True), "fake"))
+
+    def translated(picked: list[Any], rng: np.random.Generator) -> list[Any]:
+        net = train_proxy_translator(real_train_images, args.proxy_translate_steps, args.seed)
+        print(f"proxy translator trained ({time.perf_counter() - started:.0f} s)", flush=True)
+        return [proxy_translate(im, net) for im in picked]
+
+    extras.append(("proxytr", args.proxy_translate, 8, translated, "fake"))
     extras = [extra for extra in extras if extra[1]]
     for prefix, count, offset, make, _ in extras:
         rng = np.random.default_rng(args.seed + offset)
@@ -313,10 +339,11 @@ def main() -> None:
                 parts_of[side].append(cached[f"{prefix}/{count}-of-{pool}/train-degraded"])
         real, fake = (np.concatenate(parts_of[side]) for side in ("real", "fake"))
         if args.head == "mlp":
-            return fit_mlp_probe(real, fake, args.hidden, args.members, seed=args.seed)
+            return fit_mlp_probe(real, fake, args.hidden, args.members, seed=probe_seed)
         return fit_probe(real, fake, args.c)
 
     auc = auc_of
+    probe_seed = args.seed if args.probe_seed is None else args.probe_seed
 
     rows = {}
     held_out = families if args.hold_out is None else [f for f in args.hold_out.split(",") if f]
@@ -331,6 +358,11 @@ def main() -> None:
                       "auc_jpeg75_half": auc(probe, real_degraded, held_degraded),
                       "in_distribution_auc": auc(probe, real_test, others)}
         print(held, {k: round(v, 3) for k, v in rows[held].items()}, flush=True)
+    if args.folds_only:
+        if args.out:
+            args.out.write_text(json.dumps({"lofo": rows, "probe_seed": probe_seed}, indent=2)
+                                + "\n")
+        return
     probe = fit(families)
     everything = {"auc": auc(probe, real_test, stack("fake", families, "test"))}
     if args.ship:  # test images only ("all-degraded" holds training images too)
@@ -353,6 +385,7 @@ def main() -> None:
               "simulated_upscale": args.simulated_upscale,
               "proxy_upscale": args.proxy_upscale,
               "proxy_residual_upscale": args.proxy_residual_upscale,
+              "proxy_translate": args.proxy_translate, "probe_seed": probe_seed,
               "degraded_train": args.degraded_train, "real_train": len(real_train),
               "real_test": len(real_test),
               "seconds": time.perf_counter() - started}
@@ -426,12 +459,14 @@ def ship(probe: torch.nn.Module, args: argparse.Namespace, families: list[str], 
                              "real_zoomed": args.real_zoomed,
                              "proxy_upscale": args.proxy_upscale,
                              "proxy_residual_upscale": args.proxy_residual_upscale,
+                             "proxy_translate": args.proxy_translate,
                              "degraded_train": args.degraded_train,
                              "extra_real": [n for n, _ in map(named_folder, args.extra_real)],
                              "halved_jpeg_copies": args.train_degraded},
               "inverse_l2": args.c, "evaluation": rates}
     if args.head == "mlp":
-        record["mlp"] = {"hidden": args.hidden, "members": args.members, "seed": args.seed}
+        record["mlp"] = {"hidden": args.hidden, "members": args.members, "seed": args.seed,
+                         "probe_seed": args.seed if args.probe_seed is None else args.probe_seed}
     detector.config = replace(detector.config, threshold=threshold)
     detector.metadata = record
     detector.save_pretrained(args.ship)
