@@ -16,15 +16,18 @@ space (``--stages``: texture and up-sampling traces the pool has averaged away),
 on simulated fakes: real images with generator traces (``--simulated``) and real images seen
 through a simulated x4 super-resolution network (``--simulated-upscale``) or through a small
 x4 super-resolution network of another family, trained here in minutes (``--proxy-upscale``:
-ESPCN, ``train_proxy_upscaler``). Features are cached per part in ``--features`` (the slow
-part: 3–6 images/s on one thread of the 2-core EPYC). The probe is
+ESPCN, ``train_proxy_upscaler``), and real images as a small image-to-image network draws
+them from grey copies (``--proxy-translate``: ``train_proxy_translator``). Features are
+cached per part in ``--features`` (the slow part: 3–6 images/s on one thread of the 2-core
+EPYC). The probe is
 ``ganforge.provenance.detector.fit_probe`` (``--head linear``) or ``fit_mlp_probe``
 (``--head mlp``, the shipped detector's: ``--members`` small perceptrons, logits averaged).
 
     # the images: OMP_NUM_THREADS=1 bash benchmarks/detector_data.sh /tmp/det
-    # the shipped detector (2026-12-03, 13:55; features ~71 min on two threads, then 16 min
-    # with --skip-lofo, ~70 without; the proxies' training differs a little with the thread
-    # count)
+    # the shipped detector (2026-12-03, 17:50; features ~71 min on two threads + ~19 min for
+    # the proxy translator's views, then 16 min with --skip-lofo on two threads (24 min on
+    # one), ~25 min per held-out fold on one thread (--folds-only --hold-out F); the proxies'
+    # training differs a little with the thread count)
     ST=conv_1,conv_2,conv_3,conv_4,mixed,mixed_2,mixed_4,mixed_7
     ST=$ST,$(echo $ST | sed 's/,/:std,/g'):std   # each stage's mean, then its std over space
     ST=$ST,conv_1:gram,conv_2:gram,conv_3:gram    # and the first three's channel covariances
@@ -33,6 +36,7 @@ part: 3–6 images/s on one thread of the 2-core EPYC). The probe is
         --real-test 300 --calib 150 --degraded-test 500 --train-degraded --degraded-train 400 \
         --simulated 600 --simulated-upscale 600 --real-zoomed 400 \
         --proxy-upscale 1200 --proxy-residual-upscale 1200 \
+        --proxy-translate 1200 --proxy-translate-clean \
         --extra-real twemoji-svg-crop=/tmp/det/real/twemoji-svg-crop \
         --real-check upscaler-paired-svg=/tmp/det/real/upscaler-paired-svg \
         --families dfgan,pix2pix,cyclegan,unit,maskgit,stargan,upscaler \
@@ -141,6 +145,9 @@ def main() -> None:
                              "image-to-image network draws them from their blurred grey copies "
                              "(ProxyTranslator, trained here in minutes), as generated")
     parser.add_argument("--proxy-translate-steps", type=int, default=1500)
+    parser.add_argument("--proxy-translate-clean", action="store_true",
+                        help="train on the proxy translator's views as they are only, not on "
+                             "their halved JPEG copies")
     parser.add_argument("--proxy-steps", type=int, default=6000,
                         help="training steps of the proxy upscaler (~200 s on one thread; "
                         "its views are cached by count only: other steps need another "
@@ -336,6 +343,8 @@ def main() -> None:
             parts_of["fake"].append(stack("fake", names,
                                           f"train-degraded/{args.degraded_train}"))
             for prefix, count, _, _, side in extras:
+                if prefix == "proxytr" and args.proxy_translate_clean:
+                    continue
                 parts_of[side].append(cached[f"{prefix}/{count}-of-{pool}/train-degraded"])
         real, fake = (np.concatenate(parts_of[side]) for side in ("real", "fake"))
         if args.head == "mlp":
@@ -385,7 +394,8 @@ def main() -> None:
               "simulated_upscale": args.simulated_upscale,
               "proxy_upscale": args.proxy_upscale,
               "proxy_residual_upscale": args.proxy_residual_upscale,
-              "proxy_translate": args.proxy_translate, "probe_seed": probe_seed,
+              "proxy_translate": args.proxy_translate,
+              "proxy_translate_clean": args.proxy_translate_clean, "probe_seed": probe_seed,
               "degraded_train": args.degraded_train, "real_train": len(real_train),
               "real_test": len(real_test),
               "seconds": time.perf_counter() - started}
@@ -460,6 +470,7 @@ def ship(probe: torch.nn.Module, args: argparse.Namespace, families: list[str], 
                              "proxy_upscale": args.proxy_upscale,
                              "proxy_residual_upscale": args.proxy_residual_upscale,
                              "proxy_translate": args.proxy_translate,
+                             "proxy_translate_clean": args.proxy_translate_clean,
                              "degraded_train": args.degraded_train,
                              "extra_real": [n for n, _ in map(named_folder, args.extra_real)],
                              "halved_jpeg_copies": args.train_degraded},
