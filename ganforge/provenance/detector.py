@@ -221,6 +221,25 @@ def _unit_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
                                       for im in images])).permute(0, 3, 1, 2)
 
 
+def _fit_l1(net: nn.Module, optimizer: torch.optim.Optimizer, source: torch.Tensor,
+            target: torch.Tensor, steps: int, batch_size: int, generator: torch.Generator
+            ) -> Any:
+    """``steps`` L1 steps of ``net`` from ``source`` to ``target`` on random batches (random
+    horizontal flips), learning rate on a cosine schedule; returns ``net`` in eval mode."""
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    for _ in range(steps):
+        pick = torch.randint(len(target), (min(batch_size, len(target)),), generator=generator)
+        x, y = source[pick], target[pick]
+        if torch.rand((), generator=generator) < 0.5:
+            x, y = x.flip(-1), y.flip(-1)
+        loss = (net(x) - y).abs().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return net.eval()
+
+
 def train_proxy_upscaler(images: Sequence[Image.Image], steps: int = 6000, seed: int = 0,
                          batch_size: int = 32, residual: bool = False) -> ProxyUpscaler:
     """A :class:`ProxyUpscaler` trained (L1, Adam) to restore 64 px views of ``images`` from
@@ -238,18 +257,7 @@ def train_proxy_upscaler(images: Sequence[Image.Image], steps: int = 6000, seed:
         torch.manual_seed(seed)
         net = ProxyUpscaler(residual=residual)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    for _ in range(steps):
-        pick = torch.randint(len(views), (min(batch_size, len(views)),), generator=generator)
-        x, y = low[pick], high[pick]
-        if torch.rand((), generator=generator) < 0.5:
-            x, y = x.flip(-1), y.flip(-1)
-        loss = (net(x) - y).abs().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    return net.eval()
+    return _fit_l1(net, optimizer, low, high, steps, batch_size, generator)
 
 
 def proxy_upscale(image: Image.Image, net: ProxyUpscaler, rng: np.random.Generator
@@ -323,18 +331,7 @@ def train_proxy_translator(images: Sequence[Image.Image], steps: int = 3000, see
         torch.manual_seed(seed)
         net = ProxyTranslator()
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3, betas=(0.5, 0.999))
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    for _ in range(steps):
-        pick = torch.randint(len(target), (min(batch_size, len(target)),), generator=generator)
-        x, y = source[pick], target[pick]
-        if torch.rand((), generator=generator) < 0.5:
-            x, y = x.flip(-1), y.flip(-1)
-        loss = (net(x) - y).abs().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    return net.eval()
+    return _fit_l1(net, optimizer, source, target, steps, batch_size, generator)
 
 
 def proxy_translate(image: Image.Image, net: ProxyTranslator) -> Image.Image:
