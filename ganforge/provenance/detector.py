@@ -221,6 +221,12 @@ def _unit_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
                                       for im in images])).permute(0, 3, 1, 2)
 
 
+def _unit_image(image: torch.Tensor) -> Image.Image:
+    """A float ``[3, H, W]`` image in [0, 1] (clamped) -> PIL RGB image."""
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
 def _fit_l1(net: nn.Module, optimizer: torch.optim.Optimizer, source: torch.Tensor,
             target: torch.Tensor, steps: int, batch_size: int, generator: torch.Generator
             ) -> Any:
@@ -267,8 +273,7 @@ def proxy_upscale(image: Image.Image, net: ProxyUpscaler, rng: np.random.Generat
     enlarged x4 by ``net``."""
     with torch.no_grad():
         out = net(_unit_tensor([_upscale_patch(image, rng)]))[0]
-    array = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(np.ascontiguousarray(array))
+    return _unit_image(out)
 
 
 class ProxyTranslator(nn.Module):
@@ -338,8 +343,7 @@ def proxy_translate(image: Image.Image, net: ProxyTranslator) -> Image.Image:
     """The 64 px view of ``image`` as the proxy translator draws it from its grey copy."""
     with torch.no_grad():
         out = net(_translator_input(_unit_tensor([prepare(image)])))[0]
-    array = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(np.ascontiguousarray(array))
+    return _unit_image(out)
 
 
 def jpeg(image: Image.Image, quality: int) -> Image.Image:
