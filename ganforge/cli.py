@@ -344,6 +344,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_remember(args: argparse.Namespace) -> int:
+    """Add a captions file's images to a retrieval-augmented model's memory; save the result."""
+    from ganforge.data.captions import read_caption_rows
+    from ganforge.pipelines import DEFAULT_MODEL, TextToImagePipeline
+
+    source = Path(args.model) if args.model else DEFAULT_MODEL
+    entries, _ = read_caption_rows(args.captions, args.image_template, args.split)
+    pipe = TextToImagePipeline.from_pretrained(source)
+    before = len(pipe.model.config.memory_captions) if pipe.family == "ragan" else 0
+    added = pipe.remember([path for path, _, _ in entries], [caps[0] for _, caps, _ in entries],
+                          allow_upscale=args.allow_upscale)
+    saved = pipe.save_pretrained(args.out)
+    print(f"memory: {before} -> {before + added} images ({added} added, "
+          f"{len(entries) - added} already held); saved to {saved}")
+    return 0
+
+
 def _starting_captions(pipe: Any, prompts: list[str], args: argparse.Namespace,
                        skin_tones: str | None = None) -> list[str]:
     """For a retrieval-augmented model, the caption of the training image each generated
@@ -683,6 +700,20 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
     _add_c2pa_options(p)
     p.set_defaults(handler=cmd_generate)
+
+    p = sub.add_parser("remember", help="add captioned images to a retrieval-augmented "
+                       "text-to-image model without training (ragan, the default model)")
+    p.add_argument("--captions", required=True, help="captions file (.jsonl/.csv) naming the "
+                   "images, as for `train`; the first caption of each image is its key")
+    p.add_argument("--image-template", help="image path template, as for `train`")
+    p.add_argument("--split", default=None, help="only rows whose split column is this value "
+                   "(default: every row)")
+    p.add_argument("--model", help="run folder or saved model (default: the shipped emoji model)")
+    p.add_argument("--out", required=True, help="folder for the grown model (may be --model: "
+                   "it is replaced atomically, a model card beside it kept)")
+    p.add_argument("--allow-upscale", action="store_true",
+                   help="enlarge images smaller than the model's size instead of refusing them")
+    p.set_defaults(handler=cmd_remember)
 
     p = sub.add_parser("translate", help="translate images with a trained image-to-image model")
     p.add_argument("inputs", nargs="+", help="image files or folders")

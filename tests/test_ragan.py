@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from ganforge.cli import main
 from ganforge.config import RunConfig
 from ganforge.data.synthetic import CAPTION_COLOURS, SHAPES, draw_shape
-from ganforge.errors import CheckpointError, DataError
+from ganforge.errors import CheckpointError, ConfigError, DataError, ImageTooSmall
 from ganforge.inference.ragan import Memory, RAGANModel, colour_names
 from ganforge.pipelines import TextToImagePipeline
 from ganforge.train.loop import train
@@ -285,3 +285,85 @@ def test_interpolation_changes_step_by_step_from_one_prompt_to_the_other(
     whole = np.abs(frames[-1] - frames[0]).mean()
     steps = [np.abs(b - a).mean() for a, b in itertools.pairwise(frames)]
     assert whole > 20 and max(steps) < whole / 3, (whole, steps)
+
+
+def test_remember_adds_images_that_prompts_then_start_from(tmp_path: Path,
+                                                          captions: Path) -> None:
+    """Trained without the blue shapes, the model draws "a blue circle" from another colour;
+    `ganforge remember` adds the blue images to its memory without training, and the saved
+    grown model then draws the blue circle itself (zero noise: its own image, lightly
+    edited), keeps every older image, reproduces after loading, and adds nothing the second
+    time. The model it started from is left as it was."""
+    rows = [json.loads(line) for line in captions.read_text().splitlines()]
+    for name, keep in (("old", lambda r: r["colour"] != "blue"),
+                       ("new", lambda r: r["colour"] == "blue")):
+        (tmp_path / f"{name}.jsonl").write_text("".join(
+            json.dumps({**r, "image": str(captions.parent / r["image"])}) + "\n"
+            for r in rows if keep(r)))
+    config = _config(tmp_path / "old.jsonl", 2)
+    config.train["batch_size"] = 8
+    train(config, tmp_path / "run")
+    before = (tmp_path / "run" / "model" / "model.safetensors").read_bytes()
+    real = torch.from_numpy(np.array(Image.open(captions.parent / "images" /
+                                                "blue-circle.png").convert("RGB")))
+    real = real.permute(2, 0, 1).float()
+
+    def error(model_dir: Path) -> float:
+        pipe = TextToImagePipeline.from_pretrained(model_dir)
+        pipe.watermark = False
+        drawn = pipe.generate_tensor(pipe.encode(["a blue circle"]), torch.zeros(1, 16))
+        return float((drawn[0].add(1).mul(127.5) - real).abs().mean())
+
+    assert main(["remember", "--model", str(tmp_path / "run"), "--captions",
+                 str(tmp_path / "new.jsonl"), "--out", str(tmp_path / "grown")]) == 0
+    grown = RAGANModel.from_pretrained(tmp_path / "grown")
+    old = RAGANModel.from_pretrained(tmp_path / "run")
+    count = len(old.config.memory_captions)
+    assert len(grown.config.memory_captions) == count + len(SHAPES)
+    assert torch.equal(grown.modules["memory"].images()[:count],
+                       old.modules["memory"].images())
+    index = grown.config.memory_captions.index("a blue circle")
+    assert torch.equal(grown.modules["memory"].images()[index].float(), real)
+    sentence = TextToImagePipeline(grown).encode(["a blue circle"])
+    assert grown.starting_captions(sentence, torch.zeros(1, 16)) == ["a blue circle"]
+    assert error(tmp_path / "run") > 20 and error(tmp_path / "grown") < 5
+    a = TextToImagePipeline(grown)("a blue square", 2, seed=4)
+    b = TextToImagePipeline.from_pretrained(tmp_path / "grown")("a blue square", 2, seed=4)
+    assert [im.tobytes() for im in a] == [im.tobytes() for im in b]
+    assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == before
+    again = TextToImagePipeline(grown)
+    assert again.remember([captions.parent / "images" / "blue-circle.png"],
+                          ["a blue circle"]) == 0
+
+
+def test_remember_names_bad_input(tmp_path: Path, captions: Path, capsys) -> None:
+    train(_config(captions, 1), tmp_path / "run")
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "run")
+    model = pipe.model
+    encode = lambda texts: pipe.text_encoder.encode(texts).sentence  # noqa: E731
+    good = torch.full((1, 3, 16, 16), 255, dtype=torch.uint8)
+    with pytest.raises(ConfigError, match="images are 8x8, the model's memory holds 16x16"):
+        model.remember(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), ["a dot"], encode)
+    with pytest.raises(ConfigError, match="caption 0 is empty"):
+        model.remember(good, ["  "], encode)
+    with pytest.raises(ConfigError, match="one caption per image: 1 image"):
+        model.remember(good, ["a", "b"], encode)
+    small = tmp_path / "small.png"
+    Image.new("RGB", (8, 8), "red").save(small)
+    with pytest.raises(ImageTooSmall, match=r"small\.png is 8x8, smaller than the model's 16x16"):
+        pipe.remember([small], ["a red dot"])
+    count = len(model.config.memory_captions)
+    assert pipe.remember([small], ["a red dot"], allow_upscale=True) == 1
+    assert len(model.config.memory_captions) == count + 1
+    # a missing captions file: one clear line, and no model folder written
+    assert main(["remember", "--model", str(tmp_path / "run"), "--captions",
+                 str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "grown")]) == 1
+    assert "nope.jsonl" in capsys.readouterr().err and not (tmp_path / "grown").exists()
+    # a family without a memory says so
+    train(RunConfig(family="dfgan", model={"size": 16, "generator_channels": 8,
+                                           "discriminator_channels": 8, "text_dim": 32,
+                                           "text_layers": 1, "noise_dim": 16},
+                    data={"captions": str(captions)},
+                    train={"steps": 1, "batch_size": 8, "progress": False}), tmp_path / "gan")
+    with pytest.raises(ConfigError, match="dfgan models have no memory of images"):
+        TextToImagePipeline.from_pretrained(tmp_path / "gan").remember([small], ["a red dot"])

@@ -15,7 +15,7 @@ memory is the whole training set.
 What this buys on a CPU: the output starts from a real image, so it is sharp from the first
 step (an untrained generator returns the neighbour: "retrieval only" in our benchmarks is that
 baseline, and a model is worth shipping only where it beats it); what the generator learns is
-the edit. What it costs: the model carries its training images (PNG, ~3 kB each at 64 px),
+the edit. What it costs: the model carries its training images (lossless WebP, ~2 kB each at 64 px),
 and its pictures stay close to them — a near-copy for a prompt that names a training image.
 """
 
@@ -42,7 +42,7 @@ from ganforge.inference.ragan import (
     RAGANModel,
     build_retrieval_generator,
     colour_key_embeddings,
-    encode_png,
+    encode_images,
     pick_neighbours,
 )
 from ganforge.models.dfgan import (
@@ -281,7 +281,7 @@ class RAGAN(DFGAN):
         assert self.memory is not None, "load_data runs before export"
         config = self.inference_config(self.config, data_config)
         if self._png is None:  # the images do not change: encode them once per run
-            self._png = encode_png(self.memory.images)
+            self._png = encode_images(self.memory.images)
         captions = [caps[0] for caps in self.memory.captions]
         if self.config.colour_keys and self._colour_keys is None:
             self._colour_keys = colour_key_embeddings(

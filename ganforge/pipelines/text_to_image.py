@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from ganforge.core.seeding import image_seed
-from ganforge.errors import ConfigError
+from ganforge.data.images import fit_square, flatten_alpha, open_image, parse_color, to_tensor
+from ganforge.errors import ConfigError, ImageTooSmall
 from ganforge.inference import TextToImageModel
 from ganforge.pipelines.base import Pipeline
 from ganforge.text import TextEmbedding, TextEncoder, build_text_encoder, check_prompts
@@ -165,6 +166,33 @@ class TextToImagePipeline(Pipeline):
             plans = [plans[i] for i in index.tolist()]
         return self.generate_tensor(take_rows(self.encode(unique), index), noise, batch_size,
                                     plans, **options)
+
+    def remember(self, images: Sequence[Image.Image | str | Path], captions: Sequence[str],
+                 allow_upscale: bool = False) -> int:
+        """Add images (files or PIL images) with one caption each to a retrieval-augmented
+        model's memory, without training (see ``RAGANModel.remember``); returns how many
+        were added (one already held under the same caption is skipped). Each image is
+        composited onto the model's background and fitted to its size, as training images
+        are; one smaller than that size is refused unless ``allow_upscale``.
+        ``save_pretrained`` then writes the grown model."""
+        if not hasattr(self.model, "remember"):
+            raise ConfigError(f"{self.family} models have no memory of images to add to: "
+                              "only retrieval-augmented (ragan) models can remember images")
+        background = parse_color(self.background)
+        tensors = []
+        for index, item in enumerate(images):
+            im = item if isinstance(item, Image.Image) else open_image(item)
+            if min(im.size) < self.size and not allow_upscale:
+                name = f"image {index}" if isinstance(item, Image.Image) else f"image file {item}"
+                raise ImageTooSmall(f"{name} is {im.size[0]}x{im.size[1]}, smaller than the "
+                                    f"model's {self.size}x{self.size}; pass allow_upscale to "
+                                    "enlarge it")
+            tensors.append(to_tensor(fit_square(flatten_alpha(im, background), self.size)))
+        if not tensors:
+            raise ConfigError("remember: no images given")
+        encode = self.text_encoder.encode
+        return self.model.remember(torch.stack(tensors), list(captions),
+                                   lambda texts: encode(texts).sentence)
 
     def interpolate(self, first: str, second: str, steps: int = 8, seed: int = 0,
                     truncation: float | None = None, **options: Any) -> list[Image.Image]:
