@@ -35,8 +35,9 @@ demo-cyclegan: setup
 default-models: default-text2image default-restyle
 
 # trained on the train split (its memory: 2,763 emoji; held-out figures are measured on that
-# model, runs/default-t2i/split-memory), then the 399 held-out emoji are added to the shipped
-# model's memory without training, so a prompt naming any emoji finds it
+# model, runs/default-t2i/split-memory), then the 399 held-out emoji and every emoji's short
+# names ("coffee" for "hot beverage") are added to the shipped model's memory without
+# training, so a prompt naming any emoji finds it
 default-text2image: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/text2image_emoji.py --data ../shared/data/emoji \
 	    --out runs/default-t2i --family ragan --steps 1500 --batch-size 32 --channels 16 \
@@ -44,7 +45,7 @@ default-text2image: setup
 	    --set rank_margin=1.0 --ship runs/default-t2i/split-memory \
 	    --sample-set rank_margin=0.05
 	$(BIN)/ganforge remember --model runs/default-t2i/split-memory \
-	    --captions runs/default-t2i/metadata.jsonl --split val \
+	    --captions runs/default-t2i/metadata.jsonl --aliases short_names \
 	    --out ganforge/assets/text2image-emoji-64
 
 default-restyle: setup

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -352,13 +353,31 @@ def cmd_remember(args: argparse.Namespace) -> int:
     source = Path(args.model) if args.model else DEFAULT_MODEL
     entries, _ = read_caption_rows(args.captions, args.image_template, args.split)
     pipe = TextToImagePipeline.from_pretrained(source)
-    before = len(pipe.model.config.memory_captions) if pipe.family == "ragan" else 0
+    aliases = None
+    if args.aliases:
+        missing = [str(path) for path, _, row in entries if args.aliases not in row]
+        if len(missing) == len(entries):
+            raise DataError(f"--aliases {args.aliases!r}: no such column in {args.captions}")
+        aliases = [_alias_values(row.get(args.aliases)) for _, _, row in entries]
+    config = getattr(pipe.model, "config", None)
+    before = len(getattr(config, "memory_captions", []))
+    named = len(getattr(config, "memory_aliases", []))
     added = pipe.remember([path for path, _, _ in entries], [caps[0] for _, caps, _ in entries],
-                          allow_upscale=args.allow_upscale)
+                          allow_upscale=args.allow_upscale, aliases=aliases)
     saved = pipe.save_pretrained(args.out)
     print(f"memory: {before} -> {before + added} images ({added} added, "
-          f"{len(entries) - added} already held); saved to {saved}")
+          f"{len(entries) - added} already held), "
+          f"{len(pipe.model.config.memory_aliases) - named} alias(es) added; saved to {saved}")
     return 0
+
+
+def _alias_values(value: Any) -> list[str]:
+    """A captions row's alias column as a list: a JSON list, or text split at , ; |."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [part for part in re.split(r"[,;|]", str(value)) if part.strip()]
 
 
 def _starting_captions(pipe: Any, prompts: list[str], args: argparse.Namespace,
@@ -713,6 +732,9 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
                    "it is replaced atomically, a model card beside it kept)")
     p.add_argument("--allow-upscale", action="store_true",
                    help="enlarge images smaller than the model's size instead of refusing them")
+    p.add_argument("--aliases", metavar="COLUMN", help="a column of more names per image (a "
+                   "list, or text split at , ; |), e.g. short_names: 'coffee' for 'hot "
+                   "beverage'; added to images already held too")
     p.set_defaults(handler=cmd_remember)
 
     p = sub.add_parser("translate", help="translate images with a trained image-to-image model")

@@ -230,7 +230,7 @@ def test_a_prompt_naming_what_no_image_has_starts_from_a_collage(tmp_path: Path)
                                      d.rectangle((9, 11, 11, 14), fill=(102, 69, 0)),
                                      d.rectangle((20, 11, 22, 14), fill=(102, 69, 0)),
                                      d.rectangle((10, 21, 21, 23), fill=(102, 69, 0))),
-        "sunglasses": lambda d: d.rectangle((4, 12, 27, 18), fill=(41, 47, 51)),
+        "dark sunglasses": lambda d: d.rectangle((4, 12, 27, 18), fill=(41, 47, 51)),
         "a red apple": lambda d: (d.ellipse((6, 8, 26, 28), fill=(221, 46, 68)),
                                   d.rectangle((15, 3, 17, 9), fill=(110, 60, 30))),
         "a green square": lambda d: d.rectangle((8, 8, 24, 24), fill=(30, 170, 40)),
@@ -254,7 +254,7 @@ def test_a_prompt_naming_what_no_image_has_starts_from_a_collage(tmp_path: Path)
     plans = pipe.compositions(prompts)
     assert plans is not None and plans[2] is None
     started = model.starting_captions(pipe.encode(prompts), torch.zeros(3, 16), plans)
-    assert started == ["a smiling face + sunglasses", "a red apple, recoloured blue",
+    assert started == ["a smiling face + dark sunglasses", "a red apple, recoloured blue",
                        "a smiling face"]
     worn, blue, plain = (torch.from_numpy(np.array(im)).permute(2, 0, 1)
                          for im in pipe(prompts, seed=0))
@@ -263,6 +263,15 @@ def test_a_prompt_naming_what_no_image_has_starts_from_a_collage(tmp_path: Path)
     assert ((plain.int() - torch.tensor([41, 47, 51]).view(3, 1, 1)).abs().amax(0)
             < 30).sum() < 10
     assert colour_names(blue[None]) == ["blue"]
+    # an alias naming the face "sunglasses" (as the emoji data names 😎) does not make the
+    # face the accessory: the accessory is looked up by captions only
+    face = model.config.memory_captions.index("a smiling face")
+    assert model.remember(model.modules["memory"].images()[face:face + 1].clone(),
+                          ["a smiling face"], lambda t: pipe.text_encoder.encode(t).sentence,
+                          [["sunglasses"]]) == 0
+    assert model.config.memory_aliases == ["sunglasses"]
+    assert model.starting_captions(pipe.encode(prompts[:1]), torch.zeros(1, 16),
+                                   pipe.compositions(prompts[:1])) == [started[0]]
     model.config.compose = False
     assert pipe.compositions(prompts) is None
     alone = model.starting_captions(pipe.encode(prompts), torch.zeros(3, 16))
@@ -367,3 +376,45 @@ def test_remember_names_bad_input(tmp_path: Path, captions: Path, capsys) -> Non
                     train={"steps": 1, "batch_size": 8, "progress": False}), tmp_path / "gan")
     with pytest.raises(ConfigError, match="dfgan models have no memory of images"):
         TextToImagePipeline.from_pretrained(tmp_path / "gan").remember([small], ["a red dot"])
+
+
+def test_aliases_name_a_memory_image_and_survive_saving(tmp_path: Path, captions: Path,
+                                                        capsys) -> None:
+    """`ganforge remember --aliases COLUMN` adds more names to images already held: the
+    prompt "tomato" then starts from the red circle, with the alias as the name the
+    generator is given, on every seed (no other image is within the margin of an exact
+    name). An alias equal to a caption, or already another image's, is dropped; one without
+    letters too."""
+    rows = [json.loads(line) for line in captions.read_text().splitlines()]
+    names = {"a red circle": "tomato|round_thing", "a blue square": "a red circle",
+             "a green circle": "tomato, +1"}
+    (tmp_path / "aliases.jsonl").write_text("".join(
+        json.dumps({**r, "image": str(captions.parent / r["image"]),
+                    "nick": names.get(r["caption"], "")}) + "\n" for r in rows))
+    train(_config(captions, 2), tmp_path / "run")
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "run")
+    before = pipe.model.starting_captions(pipe.encode(["tomato"]), torch.zeros(1, 16))
+    assert before != ["a red circle"]
+    assert main(["remember", "--model", str(tmp_path / "run"), "--captions",
+                 str(tmp_path / "aliases.jsonl"), "--aliases", "nick",
+                 "--out", str(tmp_path / "named")]) == 0
+    model = RAGANModel.from_pretrained(tmp_path / "named")
+    assert model.config.memory_aliases == ["tomato", "round thing"]
+    assert len(model.config.memory_captions) == len(rows)  # no image added
+    pipe = TextToImagePipeline(model)
+    noise = torch.randn(8, 16, generator=torch.Generator().manual_seed(0)) * 2
+    sentence = pipe.encode(["tomato"] * 8)
+    assert model.starting_captions(sentence, noise) == ["a red circle"] * 8
+    index, similarity = model.retrieve(sentence[:1], noise[:1])
+    assert float(similarity) == pytest.approx(1.0, abs=1e-3)
+    key = model._start_keys(sentence[:1], index)
+    assert torch.nn.functional.cosine_similarity(key, sentence[:1]).item() > 0.999
+    # a prompt naming the caption still gets the caption's key
+    own = pipe.encode(["a red circle"])
+    assert torch.allclose(model._start_keys(own, index),
+                          model.modules["memory"].keys[index].float())
+    assert main(["remember", "--model", str(tmp_path / "run"), "--captions",
+                 str(tmp_path / "aliases.jsonl"), "--aliases", "nope", "--out",
+                 str(tmp_path / "x")]) == 1
+    assert "--aliases 'nope': no such column" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

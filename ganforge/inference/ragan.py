@@ -113,9 +113,13 @@ class Memory(nn.Module):
     (compact on disk: lossless WebP since 2026-12-03, PNG before — both decode; the buffer
     keeps its old name ``png`` so that older models load), their offsets, and the unit-length
     embeddings of their captions (fp16), all buffers saved with the weights; ``images()``
-    decodes them once and keeps them."""
+    decodes them once and keeps them. Optionally: colour keys [N, D] (``colour_captions``),
+    and aliases — more names of some images ("coffee" for "hot beverage"), as unit
+    embeddings ``alias_keys`` [M, D] with the index of the image each names,
+    ``alias_owner`` [M]."""
 
-    def __init__(self, count: int, nbytes: int, dim: int, colour_keys: bool = False):
+    def __init__(self, count: int, nbytes: int, dim: int, colour_keys: bool = False,
+                 aliases: int = 0):
         super().__init__()
         self.register_buffer("png", torch.zeros(nbytes, dtype=torch.uint8))
         self.register_buffer("offsets", torch.zeros(count + 1, dtype=torch.int64))
@@ -124,6 +128,12 @@ class Memory(nn.Module):
             self.register_buffer("colour_keys", torch.zeros(count, dim, dtype=torch.float16))
         else:
             self.colour_keys: torch.Tensor | None = None
+        if aliases:
+            self.register_buffer("alias_keys", torch.zeros(aliases, dim, dtype=torch.float16))
+            self.register_buffer("alias_owner", torch.zeros(aliases, dtype=torch.int64))
+        else:
+            self.alias_keys: torch.Tensor | None = None
+            self.alias_owner: torch.Tensor | None = None
         self._decoded: tuple[tuple[int, int, str], torch.Tensor] | None = None
 
     @classmethod
@@ -135,16 +145,30 @@ class Memory(nn.Module):
 
     @classmethod
     def from_png(cls, data: torch.Tensor, offsets: torch.Tensor, keys: torch.Tensor,
-                 colour_keys: torch.Tensor | None = None) -> Memory:
-        """A memory from ``encode_images``'s output and caption embeddings [N, D]."""
-        memory = cls(len(offsets) - 1, len(data), keys.shape[1], colour_keys is not None)
+                 colour_keys: torch.Tensor | None = None,
+                 aliases: tuple[torch.Tensor, torch.Tensor] | None = None) -> Memory:
+        """A memory from ``encode_images``'s output and caption embeddings [N, D] (optional:
+        colour keys [N, D]; aliases as (embeddings [M, D], owning image indices [M]))."""
+        count = 0 if aliases is None else len(aliases[1])
+        memory = cls(len(offsets) - 1, len(data), keys.shape[1], colour_keys is not None, count)
         memory.png.copy_(data)
         memory.offsets.copy_(offsets)
         memory.keys.copy_(F.normalize(keys.float(), dim=1).half())
         if colour_keys is not None:
             assert memory.colour_keys is not None
             memory.colour_keys.copy_(F.normalize(colour_keys.float(), dim=1).half())
+        if count:
+            assert aliases is not None and memory.alias_keys is not None
+            assert memory.alias_owner is not None
+            memory.alias_keys.copy_(F.normalize(aliases[0].float(), dim=1).half())
+            memory.alias_owner.copy_(aliases[1])
         return memory
+
+    def aliases(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(alias embeddings [M, D] float, owners [M]) on the CPU, or None without aliases."""
+        if self.alias_keys is None or self.alias_owner is None:
+            return None
+        return self.alias_keys.float().cpu(), self.alias_owner.cpu()
 
     def images(self) -> torch.Tensor:
         """All images, uint8 [N, 3, H, W] on the buffers' device (decoded on first use)."""
@@ -163,6 +187,13 @@ class Memory(nn.Module):
             stack = torch.stack(decoded).permute(0, 3, 1, 2).contiguous()
             self._decoded = (stamp, stack.to(self.png.device))
         return self._decoded[1]
+
+
+def alias_text(raw: str) -> str | None:
+    """An alias as a prompt would say it: a short name's underscores and hyphens as spaces
+    ("heart_eyes" -> "heart eyes"); None for one without letters ("+1", "100")."""
+    text = " ".join(re.sub(r"[_-]", " ", str(raw)).split())
+    return text if re.search(r"[A-Za-z]", text) else None
 
 
 def tone_variants(captions: list[str]) -> dict[int, list[int]]:
@@ -314,6 +345,7 @@ class RAGANInferenceConfig(DFGANInferenceConfig):
     memory_count: int = 0
     memory_bytes: int = 0
     memory_captions: list[str] = field(default_factory=list)
+    memory_aliases: list[str] = field(default_factory=list)
     colour_keys: bool = False
     colour_pool: int = 16
     compose: bool = False
@@ -354,18 +386,43 @@ class RAGANModel(DFGANModel):
     def build_modules(cls, config: RAGANInferenceConfig) -> dict[str, nn.Module]:
         return {"generator": build_retrieval_generator(config),
                 "memory": Memory(config.memory_count, config.memory_bytes, MINILM_DIM,
-                                 config.colour_keys)}
+                                 config.colour_keys, len(config.memory_aliases))}
 
-    def retrieve(self, sentence: torch.Tensor, noise: torch.Tensor, skin_tones: str = "as-named"
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(memory index [B], caption similarity [B]) of the image each row starts from
-        (``skin_tones``: see the module's docstring)."""
+    def _name_similarity(self, sentence: torch.Tensor, aliases: bool = True
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(similarity [B, N] of unit ``sentence`` [B, D] to each memory image's names: its
+        caption or, with ``aliases``, the nearest of its aliases when nearer; the index [B, N]
+        of the alias that gave it, -1 where the caption did)."""
+        memory = self.modules["memory"]
+        similarity = sentence @ memory.keys.float().T
+        which = torch.full_like(similarity, -1, dtype=torch.long)
+        if not aliases or memory.alias_keys is None:
+            return similarity, which
+        to_alias = sentence @ memory.alias_keys.float().T  # [B, M]
+        owner = memory.alias_owner.view(1, -1).expand_as(to_alias)
+        best = torch.full_like(similarity, -2.0).scatter_reduce(1, owner, to_alias, "amax")
+        won = best > similarity
+        if bool(won.any()):
+            # which alias of the image was nearest: the alias whose similarity is its best
+            hit = to_alias == best.gather(1, owner)
+            alias_index = torch.arange(to_alias.shape[1], device=owner.device).expand_as(owner)
+            chosen = torch.full_like(which, -1).scatter_reduce(
+                1, owner, torch.where(hit, alias_index, torch.full_like(alias_index, -1)),
+                "amax")
+            which = torch.where(won, chosen, which)
+        return torch.maximum(similarity, best), which
+
+    def retrieve(self, sentence: torch.Tensor, noise: torch.Tensor, skin_tones: str = "as-named",
+                 aliases: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(memory index [B], name similarity [B]) of the image each row starts from
+        (``skin_tones``: see the module's docstring; ``aliases``: whether an image's aliases
+        name it too, as well as its caption)."""
         if skin_tones not in SKIN_TONE_CHOICES:
             raise ConfigError(f"skin_tones must be one of {', '.join(SKIN_TONE_CHOICES)}, "
                               f"got {skin_tones!r}")
         memory = self.modules["memory"]
         sentence = F.normalize(sentence.float(), dim=1)
-        similarity = sentence @ memory.keys.float().T
+        similarity, _ = self._name_similarity(sentence, aliases)
         ranking = similarity
         if memory.colour_keys is not None:
             # among the entries nearest by caption, rank by the better of caption and
@@ -388,16 +445,20 @@ class RAGANModel(DFGANModel):
         old = self.modules["memory"]
         keys = colour_key_embeddings(old.images().cpu(), self.config.memory_captions, encode)
         self.modules["memory"] = Memory.from_png(old.png.cpu(), old.offsets.cpu(),
-                                                 old.keys.cpu(), keys)
+                                                 old.keys.cpu(), keys, old.aliases())
         self.config.colour_keys = True
 
-    def remember(self, images: torch.Tensor, captions: list[str], encode: Any) -> int:
+    def remember(self, images: torch.Tensor, captions: list[str], encode: Any,
+                 aliases: list[list[str]] | None = None) -> int:
         """Add uint8 ``images`` [N, 3, S, S] (S: the model's size) with one caption each to
         the memory, without training; returns how many were added (an image the memory
         already holds under the same caption is skipped, so remembering twice adds nothing
         more). A prompt that names one of them then starts from it, as from a training image,
         and the generator edits it as it edits any start (for a caption it never saw in
         training, how much it changes the image is measured, not trained).
+        ``aliases[i]``: more names of image i (added to the image already held when it is
+        skipped; see ``alias_text``). An alias names one image: one equal to a caption in the
+        memory, or already another image's alias, is dropped.
         ``encode(texts) -> [n, D]`` must be the pipeline's text encoder, which made the keys
         already there. Every image is stored again as lossless WebP (same pixels)."""
         size = self.config.size
@@ -410,38 +471,66 @@ class RAGANModel(DFGANModel):
         if len(captions) != len(images) or not captions:
             raise ConfigError(f"remember takes one caption per image: {len(images)} image(s), "
                               f"{len(captions)} caption(s)")
+        if aliases is not None and len(aliases) != len(images):
+            raise ConfigError(f"remember: {len(aliases)} alias lists for {len(images)} images")
         blank = [i for i, c in enumerate(captions) if not isinstance(c, str) or not c.strip()]
         if blank:
             raise ConfigError(f"remember: caption {blank[0]} is empty ({len(blank)} empty in "
                               "all); every image needs words a prompt can match")
         old = self.modules["memory"]
         held = old.images().cpu()
-        seen: dict[str, list[torch.Tensor]] = {}
-        for caption, image in zip(self.config.memory_captions, held, strict=True):
-            seen.setdefault(caption, []).append(image)
-        fresh = []  # an image the memory already holds under the same caption is skipped
+        seen: dict[str, list[tuple[int, torch.Tensor]]] = {}
+        for index, (caption, image) in enumerate(zip(self.config.memory_captions, held,
+                                                     strict=True)):
+            seen.setdefault(caption, []).append((index, image))
+        fresh, owners = [], []  # an image held under the same caption is not added again
         for row, caption in enumerate(c.strip() for c in captions):
             image = images[row].cpu()
-            if not any(torch.equal(image, other) for other in seen.get(caption, [])):
-                fresh.append(row)
-                seen.setdefault(caption, []).append(image)
-        if not fresh:
+            same = [i for i, other in seen.get(caption, []) if torch.equal(image, other)]
+            if same:
+                owners.append(same[0])
+                continue
+            owners.append(len(held) + len(fresh))
+            seen.setdefault(caption, []).append((owners[-1], image))
+            fresh.append(row)
+        names = [*self.config.memory_captions, *(captions[row].strip() for row in fresh)]
+        taken = {n.casefold() for n in [*names, *self.config.memory_aliases]}
+        new_aliases, new_owners = [], []
+        for row, raw in enumerate(aliases or []):
+            for text in filter(None, map(alias_text, raw)):
+                if text.casefold() not in taken:
+                    taken.add(text.casefold())
+                    new_aliases.append(text)
+                    new_owners.append(owners[row])
+        if not fresh and not new_aliases:
             return 0
-        images = images[fresh].cpu()
-        captions = [captions[row].strip() for row in fresh]
+
+        def embed(texts: list[str]) -> torch.Tensor:
+            return torch.cat([encode(texts[i:i + 512]).float().cpu()
+                              for i in range(0, len(texts), 512)])
+
         device = old.png.device
-        everything = torch.cat([held, images])
-        embedded = torch.cat([encode(captions[i:i + 512]).float().cpu()
-                              for i in range(0, len(captions), 512)])
-        keys = torch.cat([old.keys.float().cpu(), F.normalize(embedded, dim=1)])
-        colour_keys = None
-        if old.colour_keys is not None:
-            colour_keys = torch.cat([old.colour_keys.float().cpu(),
-                                     colour_key_embeddings(images, captions, encode)])
-        memory = Memory.from_png(*encode_images(everything), keys, colour_keys)
+        keys, colour_keys = old.keys.float().cpu(), old.colour_keys
+        data, offsets = old.png.cpu(), old.offsets.cpu()
+        if fresh:
+            images = images[fresh].cpu()
+            added = names[len(held):]
+            keys = torch.cat([keys, F.normalize(embed(added), dim=1)])
+            if colour_keys is not None:
+                colour_keys = torch.cat([colour_keys.float().cpu(),
+                                         colour_key_embeddings(images, added, encode)])
+            data, offsets = encode_images(torch.cat([held, images]))
+        alias_keys = old.aliases()
+        if new_aliases:
+            extra = (F.normalize(embed(new_aliases), dim=1),
+                     torch.tensor(new_owners, dtype=torch.int64))
+            alias_keys = extra if alias_keys is None else (
+                torch.cat([alias_keys[0], extra[0]]), torch.cat([alias_keys[1], extra[1]]))
+        memory = Memory.from_png(data, offsets, keys, colour_keys, alias_keys)
         self.modules["memory"] = memory.to(device)
-        self.config.memory_captions = [*self.config.memory_captions, *captions]
-        self.config.memory_count, self.config.memory_bytes = len(everything), len(memory.png)
+        self.config.memory_captions = names
+        self.config.memory_aliases = [*self.config.memory_aliases, *new_aliases]
+        self.config.memory_count, self.config.memory_bytes = len(names), len(memory.png)
         self._tone_variants = None
         return len(fresh)
 
@@ -477,7 +566,7 @@ class RAGANModel(DFGANModel):
         memory = self.modules["memory"]
         index, similarity = self.retrieve(sentence, noise, skin_tones)
         images = memory.images()[index.to(memory.png.device)]
-        keys = memory.keys[index].float()
+        keys = self._start_keys(sentence, index)
         captions = self.config.memory_captions
         described = [captions[i] for i in index.tolist()]
         if not any(c is not None for c in compositions or []):
@@ -494,6 +583,23 @@ class RAGANModel(DFGANModel):
                 similarity[row] = 1.0
         return images, keys, similarity, described
 
+    def _start_keys(self, sentence: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The name key [B, D] (float) the generator gets for each row's start: its caption's,
+        or the alias of that image nearest the prompt when it is nearer than the caption (a
+        prompt "coffee" starting from the image captioned "hot beverage" is the image's own
+        name, not an edit away from it)."""
+        memory = self.modules["memory"]
+        keys = memory.keys[index].float()
+        if memory.alias_keys is None:
+            return keys
+        _, which = self._name_similarity(F.normalize(sentence.float(), dim=1))
+        alias = which.gather(1, index.view(-1, 1).to(which.device)).squeeze(1)
+        named = alias >= 0
+        if bool(named.any()):
+            keys = keys.clone()
+            keys[named] = memory.alias_keys[alias[named]].float()
+        return keys
+
     def _collage(self, composition: Composition, index: int, noise: torch.Tensor
                  ) -> tuple[torch.Tensor, str] | None:
         """(collage, description) for one row, or None when the retrieved image already has
@@ -508,8 +614,10 @@ class RAGANModel(DFGANModel):
         if composition.accessory is not None and not (
                 _names_all(captions[index], parts.accessory or "")
                 and _names_all(captions[index], parts.subject.split()[-1])):
+            # by captions only: an alias can name a whole emoji after the object it shows
+            # ("sunglasses" for the smiling face with sunglasses)
             found, score = self.retrieve(composition.accessory.view(1, -1).to(noise.device),
-                                         torch.zeros_like(noise))
+                                         torch.zeros_like(noise), aliases=False)
             if float(score) >= self.config.accessory_min_similarity and _depicts_alone(
                     captions[int(found)], parts.accessory or ""):
                 accessory = int(found)

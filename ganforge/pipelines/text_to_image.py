@@ -168,13 +168,15 @@ class TextToImagePipeline(Pipeline):
                                     plans, **options)
 
     def remember(self, images: Sequence[Image.Image | str | Path], captions: Sequence[str],
-                 allow_upscale: bool = False) -> int:
+                 allow_upscale: bool = False,
+                 aliases: Sequence[Sequence[str]] | None = None) -> int:
         """Add images (files or PIL images) with one caption each to a retrieval-augmented
         model's memory, without training (see ``RAGANModel.remember``); returns how many
         were added (one already held under the same caption is skipped). Each image is
         composited onto the model's background and fitted to its size, as training images
-        are; one smaller than that size is refused unless ``allow_upscale``.
-        ``save_pretrained`` then writes the grown model."""
+        are; one smaller than that size is refused unless ``allow_upscale``. ``aliases``: more
+        names per image ("coffee" for "hot beverage"). ``save_pretrained`` then writes the
+        grown model."""
         if not hasattr(self.model, "remember"):
             raise ConfigError(f"{self.family} models have no memory of images to add to: "
                               "only retrieval-augmented (ragan) models can remember images")
@@ -192,7 +194,8 @@ class TextToImagePipeline(Pipeline):
             raise ConfigError("remember: no images given")
         encode = self.text_encoder.encode
         return self.model.remember(torch.stack(tensors), list(captions),
-                                   lambda texts: encode(texts).sentence)
+                                   lambda texts: encode(texts).sentence,
+                                   None if aliases is None else [list(a) for a in aliases])
 
     def interpolate(self, first: str, second: str, steps: int = 8, seed: int = 0,
                     truncation: float | None = None, **options: Any) -> list[Image.Image]:
