@@ -351,7 +351,19 @@ def cmd_remember(args: argparse.Namespace) -> int:
     from ganforge.pipelines import DEFAULT_MODEL, TextToImagePipeline
 
     source = Path(args.model) if args.model else DEFAULT_MODEL
-    entries, _ = read_caption_rows(args.captions, args.image_template, args.split)
+    if args.images:  # a folder: each file's name is its caption ("red_star.png": "red star")
+        if args.aliases or args.image_template or args.split:
+            raise ConfigError("--images takes captions from file names: --aliases, "
+                              "--image-template and --split need --captions")
+        from ganforge.data.images import list_images
+
+        entries = [(path, [" ".join(re.sub(r"[_-]", " ", path.stem).split())], {})
+                   for path in list_images(args.images)]
+        unnamed = [str(path) for path, caps, _ in entries if not caps[0]]
+        if unnamed:
+            raise DataError(f"--images: {unnamed[0]} has no name to use as its caption")
+    else:
+        entries, _ = read_caption_rows(args.captions, args.image_template, args.split)
     pipe = TextToImagePipeline.from_pretrained(source)
     aliases = None
     if args.aliases:
@@ -722,8 +734,11 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
 
     p = sub.add_parser("remember", help="add captioned images to a retrieval-augmented "
                        "text-to-image model without training (ragan, the default model)")
-    p.add_argument("--captions", required=True, help="captions file (.jsonl/.csv) naming the "
-                   "images, as for `train`; the first caption of each image is its key")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--captions", help="captions file (.jsonl/.csv) naming the images, as "
+                       "for `train`; the first caption of each image is its key")
+    given.add_argument("--images", metavar="FOLDER", help="a folder of images, each captioned "
+                       "by its file name ('red_star.png' -> 'red star')")
     p.add_argument("--image-template", help="image path template, as for `train`")
     p.add_argument("--split", default=None, help="only rows whose split column is this value "
                    "(default: every row)")

@@ -418,3 +418,23 @@ def test_aliases_name_a_memory_image_and_survive_saving(tmp_path: Path, captions
                  str(tmp_path / "x")]) == 1
     assert "--aliases 'nope': no such column" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_remember_a_folder_captions_each_image_by_its_file_name(tmp_path: Path,
+                                                                captions: Path,
+                                                                capsys) -> None:
+    train(_config(captions, 1), tmp_path / "run")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    Image.open(captions.parent / "images" / "blue-circle.png").save(folder / "shiny-blue_ball.png")
+    assert main(["remember", "--model", str(tmp_path / "run"), "--images", str(folder),
+                 "--out", str(tmp_path / "grown")]) == 0
+    model = RAGANModel.from_pretrained(tmp_path / "grown")
+    assert model.config.memory_captions[-1] == "shiny blue ball"
+    pipe = TextToImagePipeline(model)
+    assert model.starting_captions(pipe.encode(["shiny blue ball"]),
+                                   torch.zeros(1, 16)) == ["shiny blue ball"]
+    assert main(["remember", "--model", str(tmp_path / "run"), "--images", str(folder),
+                 "--aliases", "nick", "--out", str(tmp_path / "x")]) == 1
+    assert "--images takes captions from file names" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
