@@ -29,12 +29,12 @@ PROMPTS = ["dog", "cat", "pizza", "sun", "moon", "star", "tree", "car", "house",
 
 
 def nearest(pipe: TextToImagePipeline, prompt: str, count: int = 3) -> list[tuple[str, float]]:
-    """The ``count`` memory captions that rank highest for ``prompt`` (caption or colour key,
-    as the model ranks them), with that similarity."""
+    """The ``count`` memory captions that rank highest for ``prompt`` (caption, alias or
+    colour key, as the model ranks them), with that similarity."""
     model = pipe.model
     memory = model.modules["memory"]
     sentence = F.normalize(pipe.encode([prompt]).float(), dim=1)
-    similarity = sentence @ memory.keys.float().T
+    similarity, _ = model.name_similarity(sentence)
     if memory.colour_keys is not None:
         pool = similarity.topk(min(model.config.colour_pool, similarity.shape[1]), dim=1)
         coloured = torch.einsum("bd,bkd->bk", sentence, memory.colour_keys[pool.indices].float())

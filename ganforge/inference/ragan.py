@@ -388,7 +388,7 @@ class RAGANModel(DFGANModel):
                 "memory": Memory(config.memory_count, config.memory_bytes, MINILM_DIM,
                                  config.colour_keys, len(config.memory_aliases))}
 
-    def _name_similarity(self, sentence: torch.Tensor, aliases: bool = True
+    def name_similarity(self, sentence: torch.Tensor, aliases: bool = True
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """(similarity [B, N] of unit ``sentence`` [B, D] to each memory image's names: its
         caption or, with ``aliases``, the nearest of its aliases when nearer; the index [B, N]
@@ -422,7 +422,7 @@ class RAGANModel(DFGANModel):
                               f"got {skin_tones!r}")
         memory = self.modules["memory"]
         sentence = F.normalize(sentence.float(), dim=1)
-        similarity, _ = self._name_similarity(sentence, aliases)
+        similarity, _ = self.name_similarity(sentence, aliases)
         ranking = similarity
         if memory.colour_keys is not None:
             # among the entries nearest by caption, rank by the better of caption and
@@ -460,7 +460,8 @@ class RAGANModel(DFGANModel):
         skipped; see ``alias_text``). An alias names one image: one equal to a caption in the
         memory, or already another image's alias, is dropped.
         ``encode(texts) -> [n, D]`` must be the pipeline's text encoder, which made the keys
-        already there. Every image is stored again as lossless WebP (same pixels)."""
+        already there. When images are added, every image is stored again as lossless WebP
+        (same pixels)."""
         size = self.config.size
         if images.dim() != 4 or images.shape[1] != 3 or images.dtype != torch.uint8:
             raise ConfigError(f"remember takes uint8 images [N, 3, {size}, {size}], got "
@@ -592,7 +593,7 @@ class RAGANModel(DFGANModel):
         keys = memory.keys[index].float()
         if memory.alias_keys is None:
             return keys
-        _, which = self._name_similarity(F.normalize(sentence.float(), dim=1))
+        _, which = self.name_similarity(F.normalize(sentence.float(), dim=1))
         alias = which.gather(1, index.view(-1, 1).to(which.device)).squeeze(1)
         named = alias >= 0
         if bool(named.any()):
